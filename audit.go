@@ -1,0 +1,133 @@
+package lapse
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Audit event types. Each state change writes exactly one event, in the same
+// transaction as the change.
+const (
+	EvRequested        = "request.created"
+	EvApproved         = "request.approved"
+	EvApprovalAdded    = "request.approval_added"
+	EvDenied           = "request.denied"
+	EvCancelled        = "request.cancelled"
+	EvTimedOut         = "request.timed_out"
+	EvProvisioned      = "grant.provisioned"
+	EvProvisionFailed  = "grant.provision_failed"
+	EvFailed           = "grant.failed"
+	EvExpired          = "grant.expired"
+	EvReleased         = "grant.released"
+	EvRevoked          = "grant.revoked"
+	EvRevokeFailed     = "grant.revoke_failed"
+	EvEnded            = "grant.ended"
+	EvExtendRequested  = "grant.extension_requested"
+	EvExtended         = "grant.extended"
+	EvExtensionDenied  = "grant.extension_denied"
+	EvCredentialsTaken = "grant.credentials_fetched"
+)
+
+// AuditEvent is one record of the append-only audit log. Events form a hash
+// chain: each Hash covers the event and the previous event's Hash, so that
+// editing, deleting, inserting or reordering a record breaks the chain.
+type AuditEvent struct {
+	// Seq numbers events from 1 with no gaps; assigned by the store.
+	Seq       int64           `json:"seq"`
+	Time      time.Time       `json:"time"`
+	Type      string          `json:"type"`
+	Actor     string          `json:"actor"`
+	RequestID string          `json:"request_id,omitempty"`
+	User      string          `json:"user,omitempty"`
+	Resource  string          `json:"resource,omitempty"`
+	Role      string          `json:"role,omitempty"`
+	From      State           `json:"from,omitempty"`
+	To        State           `json:"to,omitempty"`
+	Data      json.RawMessage `json:"data,omitempty"`
+	PrevHash  string          `json:"prev_hash"`
+	Hash      string          `json:"hash"`
+}
+
+// NewAuditEvent builds the event that records r moving from state from, by
+// actor, with data (marshalled to JSON; it must hold no secrets).
+func NewAuditEvent(typ, actor string, from State, r Request, data any, now time.Time) AuditEvent {
+	ev := AuditEvent{
+		Time: now.UTC(), Type: typ, Actor: actor,
+		RequestID: r.ID, User: r.User, Resource: r.Resource, Role: r.Role,
+		From: from, To: r.State,
+	}
+	if data != nil {
+		b, err := json.Marshal(data)
+		if err != nil {
+			b, _ = json.Marshal(map[string]string{"marshal_error": err.Error()})
+		}
+		ev.Data = b
+	}
+	return ev
+}
+
+// ComputeHash returns the chain hash of e after prev: SHA-256 over prev and
+// every field but Hash, each length-prefixed. It does not read e.PrevHash.
+func (e AuditEvent) ComputeHash(prev string) string {
+	h := sha256.New()
+	var buf [8]byte
+	field := func(b []byte) {
+		binary.BigEndian.PutUint64(buf[:], uint64(len(b)))
+		h.Write(buf[:])
+		h.Write(b)
+	}
+	binary.BigEndian.PutUint64(buf[:], uint64(e.Seq))
+	field(buf[:])
+	field([]byte(prev))
+	field([]byte(e.Time.UTC().Format(time.RFC3339Nano)))
+	for _, s := range []string{e.Type, e.Actor, e.RequestID, e.User, e.Resource, e.Role, string(e.From), string(e.To)} {
+		field([]byte(s))
+	}
+	field(e.Data)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ChainError reports the first audit record at which the chain breaks.
+type ChainError struct {
+	Seq    int64
+	Reason string
+}
+
+func (e *ChainError) Error() string {
+	return fmt.Sprintf("audit log broken at record %d: %s", e.Seq, e.Reason)
+}
+
+// ChainVerifier checks audit events one by one, in order.
+type ChainVerifier struct {
+	prev  string
+	next  int64
+	Count int64
+}
+
+// Add checks the next event. It returns a *ChainError at the first record
+// that was edited, removed, inserted or moved.
+func (v *ChainVerifier) Add(e AuditEvent) error {
+	if v.next == 0 {
+		v.next = 1
+	}
+	if e.Seq != v.next {
+		return &ChainError{Seq: v.next, Reason: fmt.Sprintf("expected record %d, found %d (a record was removed, inserted or moved)", v.next, e.Seq)}
+	}
+	if e.PrevHash != v.prev {
+		return &ChainError{Seq: e.Seq, Reason: "does not follow the previous record (a record was removed, inserted or moved)"}
+	}
+	if got := e.ComputeHash(v.prev); got != e.Hash {
+		return &ChainError{Seq: e.Seq, Reason: "content does not match its hash (the record was edited)"}
+	}
+	v.prev = e.Hash
+	v.next++
+	v.Count++
+	return nil
+}
+
+// Head returns the hash of the last event checked.
+func (v *ChainVerifier) Head() string { return v.prev }

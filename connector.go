@@ -1,0 +1,75 @@
+package lapse
+
+import (
+	"context"
+	"time"
+)
+
+// Grant is what a connector is asked to provision or remove.
+type Grant struct {
+	ID        string
+	User      string
+	Resource  string
+	Role      string
+	ExpiresAt time.Time
+	// Ref is the connector's handle from Provision; empty before it.
+	Ref string
+	// Settings is the role's connector settings as returned by
+	// [RoleDecoder.DecodeRole].
+	Settings any
+}
+
+// Credentials are handed to the requester once. They never reach logs, audit
+// records or listings.
+type Credentials struct {
+	// Kind says what Value is: "token", "postgres_url", "ssh_certificate", "text".
+	Kind  string `json:"kind"`
+	Value string `json:"value"`
+	// Instructions tell the requester how to use Value.
+	Instructions string `json:"instructions,omitempty"`
+}
+
+// Provisioned is the result of a successful [Connector.Provision].
+type Provisioned struct {
+	// Ref identifies what was created, for revocation.
+	Ref         string
+	Credentials *Credentials
+	// Details are non-secret facts for the audit record.
+	Details map[string]string
+}
+
+// Existing is one access that a connector finds in its target.
+type Existing struct {
+	Ref     string
+	GrantID string
+}
+
+// Connector provisions access in one target system. Every method is safe to
+// retry: the scheduler calls them again after failures and crashes.
+type Connector interface {
+	// Provision creates the access for g. Called twice for the same grant it
+	// leaves one access behind. Errors marked with [Unrecoverable] are not
+	// retried.
+	Provision(ctx context.Context, g Grant) (Provisioned, error)
+	// Revoke removes the access and ends live use of it. Revoking something
+	// already gone, or never created, succeeds.
+	Revoke(ctx context.Context, g Grant) error
+	// VerifyGone checks in the target that the access no longer exists and
+	// returns what it checked, as the revocation receipt. It returns an error
+	// if anything is left.
+	VerifyGone(ctx context.Context, g Grant) (map[string]string, error)
+	// Extend moves the expiry of the access to g.ExpiresAt. It may return new
+	// credentials to hand to the requester.
+	Extend(ctx context.Context, g Grant) (*Credentials, error)
+	// List returns the accesses that exist in the target, for reconciliation.
+	List(ctx context.Context) ([]Existing, error)
+}
+
+// RoleDecoder is implemented by connectors whose roles take settings.
+// DecodeRole decodes a role's settings strictly (an unknown key is an error)
+// with decode, validates them and returns the value passed as
+// [Grant.Settings]. A connector that does not implement it accepts no
+// settings.
+type RoleDecoder interface {
+	DecodeRole(decode func(v any) error) (any, error)
+}

@@ -1,0 +1,93 @@
+package lapse
+
+import (
+	"context"
+	"time"
+)
+
+// RequestFilter selects requests for listing. Zero fields match everything.
+type RequestFilter struct {
+	States   []State
+	User     string
+	Resource string
+	// Approver, if set, keeps pending requests (and active ones with an
+	// extension waiting) that this user has not approved yet and did not
+	// make.
+	Approver string
+	// Limit caps the result; 0 means the store's default (500).
+	Limit int
+}
+
+// AuditFilter selects audit events. Zero fields match everything.
+type AuditFilter struct {
+	Since     time.Time
+	Until     time.Time
+	User      string
+	Resource  string
+	RequestID string
+	Type      string
+	// AfterSeq returns events with a larger sequence number (a cursor).
+	AfterSeq int64
+	// Limit caps the result; 0 means the store's default (1000).
+	Limit int
+}
+
+// Reader reads the store.
+type Reader interface {
+	// GetRequest returns the request with id, or an error matching
+	// [ErrNotFound].
+	GetRequest(ctx context.Context, id string) (Request, error)
+	// ListRequests returns matching requests, newest first.
+	ListRequests(ctx context.Context, f RequestFilter) ([]Request, error)
+	// ActiveGrant returns one request of user on resource and role that is
+	// active at now (state active and expiry after now), or an error matching
+	// [ErrNotFound].
+	ActiveGrant(ctx context.Context, user, resource, role string, now time.Time) (Request, error)
+	// NextDue returns the earliest NextAt of all requests, and false when no
+	// request has anything due.
+	NextDue(ctx context.Context) (time.Time, bool, error)
+	// ListAudit returns matching audit events in sequence order.
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// ScanAudit calls fn for every audit event in sequence order, stopping at
+	// the first error, which it returns.
+	ScanAudit(ctx context.Context, fn func(AuditEvent) error) error
+}
+
+// Tx is one read-write transaction. Its methods must not be used after the
+// function passed to [Store.Tx] returns.
+type Tx interface {
+	Reader
+	// CreateRequest stores a new request with Version 1. A duplicate id is
+	// an error matching [ErrConflict].
+	CreateRequest(ctx context.Context, r *Request) error
+	// UpdateRequest stores r if the stored version is still r.Version, and
+	// increments r.Version. Otherwise it returns an error matching
+	// [ErrConflict].
+	UpdateRequest(ctx context.Context, r *Request) error
+	// DueRequests returns up to limit requests whose NextAt is at or before
+	// now, earliest first, locked for this transaction where the store
+	// supports it (other transactions skip them).
+	DueRequests(ctx context.Context, now time.Time, limit int) ([]Request, error)
+	// AppendAudit appends events, assigning Seq, PrevHash and Hash.
+	AppendAudit(ctx context.Context, evs ...AuditEvent) error
+	// PutSecret stores sealed credentials for the request, replacing any.
+	PutSecret(ctx context.Context, requestID string, sealed []byte) error
+	// TakeSecret returns the sealed credentials for the request and deletes
+	// them, or an error matching [ErrNotFound].
+	TakeSecret(ctx context.Context, requestID string) ([]byte, error)
+	// DeleteSecret deletes sealed credentials if there are any.
+	DeleteSecret(ctx context.Context, requestID string) error
+	// ReleaseClaims makes every request claimed by owner due at now.
+	ReleaseClaims(ctx context.Context, owner string, now time.Time) (int, error)
+}
+
+// Store persists requests and the audit log.
+type Store interface {
+	Reader
+	// Tx runs fn in a read-write transaction and commits if fn returns nil.
+	// Conflicting concurrent transactions are serialized or fail with an
+	// error matching [ErrConflict]; nothing of a failed fn is kept.
+	Tx(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error
+	// Close releases the store.
+	Close() error
+}
