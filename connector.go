@@ -73,3 +73,11 @@ type Connector interface {
 type RoleDecoder interface {
 	DecodeRole(decode func(v any) error) (any, error)
 }
+
+// Sealer encrypts credentials that wait in the store for their requester.
+// aad binds the ciphertext to its request, so that it cannot be moved to
+// another.
+type Sealer interface {
+	Seal(plaintext, aad []byte) ([]byte, error)
+	Open(sealed, aad []byte) ([]byte, error)
+}

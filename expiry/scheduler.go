@@ -1,0 +1,585 @@
+package expiry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/lapse-access/lapse"
+)
+
+// Target resolves the connector of a request's resource and the role's
+// connector settings.
+type Target func(resource, role string) (lapse.Connector, any, error)
+
+// Scheduler runs timed and retried work on requests. Set the exported
+// fields before Run; the zero values of the tunables get defaults.
+type Scheduler struct {
+	Store  lapse.Store
+	Target Target
+	Clock  lapse.Clock
+	// Sealer encrypts credentials that wait for their requester.
+	Sealer lapse.Sealer
+	Logger *slog.Logger
+	// Owner names this scheduler in claims. Claims it finds under its own
+	// name at start are left over from a crash and are released.
+	Owner string
+
+	// Lease is how long a claim lasts; default 2 minutes. It must be longer
+	// than CallTimeout.
+	Lease time.Duration
+	// CallTimeout bounds each connector call; default 30 s.
+	CallTimeout time.Duration
+	// BatchSize is how many due requests one transaction claims; default 500.
+	BatchSize int
+	// Concurrency bounds connector calls in flight; default 16.
+	Concurrency int
+	// BackoffBase and BackoffMax shape the retry delay: base·2^(n−1), capped,
+	// with jitter. Defaults 1 s and 30 s.
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// ProvisionAttempts is how often provisioning is tried before the request
+	// fails; default 5.
+	ProvisionAttempts int
+	// StuckAfter is the number of failed revocation attempts after which
+	// each further failure is logged as an error; default 10.
+	StuckAfter int
+	// OnEnded, if set, is called after a grant's revocation is confirmed.
+	OnEnded func(r lapse.Request)
+
+	wake chan struct{}
+	once sync.Once
+}
+
+func (s *Scheduler) init() {
+	s.once.Do(func() {
+		s.wake = make(chan struct{}, 1)
+		if s.Logger == nil {
+			s.Logger = slog.Default().With("system", "expiry")
+		}
+		if s.Clock == nil {
+			s.Clock = lapse.SystemClock{}
+		}
+		if s.Owner == "" {
+			s.Owner = "local"
+		}
+		if s.Lease <= 0 {
+			s.Lease = 2 * time.Minute
+		}
+		if s.CallTimeout <= 0 {
+			s.CallTimeout = 30 * time.Second
+		}
+		if s.BatchSize <= 0 {
+			s.BatchSize = 500
+		}
+		if s.Concurrency <= 0 {
+			s.Concurrency = 16
+		}
+		if s.BackoffBase <= 0 {
+			s.BackoffBase = time.Second
+		}
+		if s.BackoffMax <= 0 {
+			s.BackoffMax = 30 * time.Second
+		}
+		if s.ProvisionAttempts <= 0 {
+			s.ProvisionAttempts = 5
+		}
+		if s.StuckAfter <= 0 {
+			s.StuckAfter = 10
+		}
+	})
+}
+
+// Notify tells the scheduler that requests changed, so that it looks again
+// for the earliest due time. It never blocks.
+func (s *Scheduler) Notify() {
+	s.init()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run processes due work until ctx is cancelled, then waits for connector
+// calls in flight and returns nil. It first releases claims left by a crash
+// of this owner and processes everything already overdue.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.init()
+	now := s.Clock.Now()
+	var released int
+	err := s.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		var err error
+		released, err = tx.ReleaseClaims(ctx, s.Owner, now)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("release claims: %w", err)
+	}
+	if released > 0 {
+		s.Logger.Info("released claims left by a previous run", "count", released)
+	}
+
+	work := make(chan lapse.Request, s.BatchSize)
+	results := make(chan result, s.BatchSize)
+	var workers, completer sync.WaitGroup
+	for range s.Concurrency {
+		workers.Go(func() {
+			for r := range work {
+				results <- s.work(ctx, r)
+			}
+		})
+	}
+	completer.Go(func() { s.complete(ctx, results) })
+	defer func() {
+		close(work)
+		workers.Wait()
+		close(results)
+		completer.Wait()
+	}()
+
+	var timer lapse.Timer
+	for {
+		if err := s.drain(ctx, work); err != nil && ctx.Err() == nil {
+			s.Logger.Error("claim due work", "err", err)
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		next, ok, err := s.Store.NextDue(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			s.Logger.Error("find next due time", "err", err)
+			next, ok = s.Clock.Now().Add(s.BackoffBase), true
+		}
+		var fire <-chan time.Time
+		if ok {
+			timer = s.Clock.NewTimer(next.Sub(s.Clock.Now()))
+			fire = timer.C()
+		} else {
+			timer = nil
+		}
+		select {
+		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
+			return nil
+		case <-fire:
+		case <-s.wake:
+		}
+	}
+}
+
+// drain claims every due request, batch by batch, and hands connector work
+// to the workers.
+func (s *Scheduler) drain(ctx context.Context, work chan<- lapse.Request) error {
+	for ctx.Err() == nil {
+		claimed, n, err := s.claimDue(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range claimed {
+			select {
+			case work <- r:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		if n < s.BatchSize {
+			return nil
+		}
+	}
+	return nil
+}
+
+// claimDue moves one batch of due requests forward in one transaction:
+// pending requests time out, expired grants start revoking, and requests
+// that need a connector call are claimed. It returns the claimed requests
+// and how many due requests it saw.
+func (s *Scheduler) claimDue(ctx context.Context) ([]lapse.Request, int, error) {
+	var claimed []lapse.Request
+	var seen int
+	err := s.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		claimed = claimed[:0]
+		now := s.Clock.Now()
+		due, err := tx.DueRequests(ctx, now, s.BatchSize)
+		if err != nil {
+			return err
+		}
+		seen = len(due)
+		evs := make([]lapse.AuditEvent, 0, len(due))
+		for _, r := range due {
+			next, ev, claim, err := s.advance(r, now)
+			if err != nil {
+				return fmt.Errorf("advance request %s: %w", r.ID, err)
+			}
+			if err := tx.UpdateRequest(ctx, &next); err != nil {
+				if errors.Is(err, lapse.ErrConflict) {
+					continue
+				}
+				return err
+			}
+			if ev != nil {
+				evs = append(evs, *ev)
+			}
+			if claim {
+				claimed = append(claimed, next)
+			}
+		}
+		return tx.AppendAudit(ctx, evs...)
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return claimed, seen, nil
+}
+
+// advance decides what a due request needs: the new value to store, the
+// audit event of a state change, and whether a connector call follows.
+func (s *Scheduler) advance(r lapse.Request, now time.Time) (lapse.Request, *lapse.AuditEvent, bool, error) {
+	switch r.State {
+	case lapse.StatePending:
+		if now.Before(r.PendingUntil) {
+			r.NextAt = r.PendingUntil
+			return r, nil, false, nil
+		}
+		next, err := r.TimeOut(now)
+		if err != nil {
+			return r, nil, false, err
+		}
+		ev := lapse.NewAuditEvent(lapse.EvTimedOut, "lapse", r.State, next, map[string]any{"pending_until": r.PendingUntil}, now)
+		return next, &ev, false, nil
+	case lapse.StateApproved:
+		if r.StartAt.After(now) {
+			r.NextAt = r.StartAt
+			return r, nil, false, nil
+		}
+		next, err := r.Claim(s.Owner, now, s.Lease)
+		return next, nil, true, err
+	case lapse.StateActive:
+		if now.Before(r.ExpiresAt) {
+			r.NextAt = r.ExpiresAt
+			return r, nil, false, nil
+		}
+		next, err := r.Expire(now)
+		if err != nil {
+			return r, nil, false, err
+		}
+		ev := lapse.NewAuditEvent(lapse.EvExpired, "lapse", r.State, next, map[string]any{"expires_at": r.ExpiresAt}, now)
+		next, err = next.Claim(s.Owner, now, s.Lease)
+		return next, &ev, true, err
+	case lapse.StateRevoking:
+		next, err := r.Claim(s.Owner, now, s.Lease)
+		return next, nil, true, err
+	default:
+		r.NextAt, r.Owner = time.Time{}, ""
+		return r, nil, false, nil
+	}
+}
+
+// result is the outcome of one connector step, applied in a transaction.
+type result struct {
+	claimed lapse.Request
+	// apply returns the new value and its audit event.
+	apply func(now time.Time) (lapse.Request, lapse.AuditEvent, error)
+	creds *lapse.Credentials
+	// cleanup runs if the request changed under the claim after a
+	// successful provisioning, to remove the now unwanted access.
+	cleanup func(ctx context.Context)
+	// done is set for confirmed revocations.
+	done bool
+}
+
+// work calls the connector for one claimed request.
+func (s *Scheduler) work(ctx context.Context, r lapse.Request) result {
+	switch r.State {
+	case lapse.StateApproved:
+		return s.provision(ctx, r)
+	case lapse.StateRevoking:
+		return s.revoke(ctx, r)
+	}
+	return result{claimed: r, apply: func(time.Time) (lapse.Request, lapse.AuditEvent, error) {
+		return lapse.Request{}, lapse.AuditEvent{}, fmt.Errorf("request %s is %s: nothing to do", r.ID, r.State)
+	}}
+}
+
+func (s *Scheduler) grant(r lapse.Request, expires time.Time) (lapse.Connector, lapse.Grant, error) {
+	c, settings, err := s.Target(r.Resource, r.Role)
+	g := lapse.Grant{ID: r.ID, User: r.User, Resource: r.Resource, Role: r.Role, ExpiresAt: expires, Ref: r.Ref, Settings: settings}
+	return c, g, err
+}
+
+func (s *Scheduler) call(ctx context.Context, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.CallTimeout)
+	defer cancel()
+	return fn(ctx)
+}
+
+func (s *Scheduler) provision(ctx context.Context, r lapse.Request) result {
+	start := s.Clock.Now()
+	c, g, err := s.grant(r, start.Add(r.Duration))
+	final := r.Attempts > s.ProvisionAttempts
+	var p lapse.Provisioned
+	if err == nil && !final {
+		err = s.call(ctx, func(ctx context.Context) error {
+			var err error
+			p, err = c.Provision(ctx, g)
+			return err
+		})
+		if err == nil {
+			return result{
+				claimed: r,
+				creds:   p.Credentials,
+				apply: func(now time.Time) (lapse.Request, lapse.AuditEvent, error) {
+					next, err := r.Activate(p.Ref, start)
+					ev := lapse.NewAuditEvent(lapse.EvProvisioned, "lapse", r.State, next, map[string]any{
+						"ref": p.Ref, "expires_at": next.ExpiresAt, "details": p.Details}, now)
+					return next, ev, err
+				},
+				cleanup: func(ctx context.Context) {
+					if err := s.call(ctx, func(ctx context.Context) error { return c.Revoke(ctx, g) }); err != nil {
+						s.Logger.Error("remove access provisioned for a request that changed meanwhile", "request", r.ID, "err", err)
+					}
+				},
+			}
+		}
+		if lapse.IsUnrecoverable(err) || r.Attempts >= s.ProvisionAttempts {
+			final = true
+		}
+	}
+	if ctx.Err() != nil {
+		// Shutting down: the claim is released at the next start.
+		return result{claimed: r}
+	}
+	msg := "provisioning gave up"
+	if err != nil {
+		msg = err.Error()
+	}
+	if final {
+		// Leave nothing behind before failing for good: a partial
+		// provisioning must be removed, and until the target confirms
+		// that, the request is retried as a cleanup.
+		cerr := errors.New("no connector")
+		if c != nil {
+			cerr = s.call(ctx, func(ctx context.Context) error { return c.Revoke(ctx, g) })
+		}
+		if cerr == nil {
+			return result{claimed: r, apply: func(now time.Time) (lapse.Request, lapse.AuditEvent, error) {
+				next, err := r.ProvisionFailed(msg, time.Time{}, now)
+				ev := lapse.NewAuditEvent(lapse.EvFailed, "lapse", r.State, next, map[string]any{"error": msg, "attempts": r.Attempts}, now)
+				return next, ev, err
+			}}
+		}
+		msg = fmt.Sprintf("%s; cleanup: %v", msg, cerr)
+	}
+	s.Logger.Warn("provision failed", "request", r.ID, "resource", r.Resource, "attempt", r.Attempts, "err", msg)
+	return result{claimed: r, apply: func(now time.Time) (lapse.Request, lapse.AuditEvent, error) {
+		retry := now.Add(s.backoff(r.Attempts))
+		next, err := r.ProvisionFailed(msg, retry, now)
+		ev := lapse.NewAuditEvent(lapse.EvProvisionFailed, "lapse", r.State, next, map[string]any{"error": msg, "attempt": r.Attempts, "retry_at": retry}, now)
+		return next, ev, err
+	}}
+}
+
+func (s *Scheduler) revoke(ctx context.Context, r lapse.Request) result {
+	c, g, err := s.grant(r, r.ExpiresAt)
+	var receipt map[string]string
+	if err == nil {
+		err = s.call(ctx, func(ctx context.Context) error { return c.Revoke(ctx, g) })
+	}
+	if err == nil {
+		err = s.call(ctx, func(ctx context.Context) error {
+			var err error
+			receipt, err = c.VerifyGone(ctx, g)
+			if err != nil {
+				return fmt.Errorf("verify revocation: %w", err)
+			}
+			return nil
+		})
+	}
+	if err == nil {
+		return result{claimed: r, done: true, apply: func(now time.Time) (lapse.Request, lapse.AuditEvent, error) {
+			next, err := r.ConfirmRevoked(now)
+			data := map[string]any{"end_reason": r.EndReason, "receipt": receipt}
+			if r.EndReason == lapse.EndExpired {
+				data["lag_ms"] = float64(now.Sub(r.ExpiresAt).Microseconds()) / 1000
+			}
+			ev := lapse.NewAuditEvent(lapse.EvEnded, "lapse", r.State, next, data, now)
+			return next, ev, err
+		}}
+	}
+	if ctx.Err() != nil {
+		return result{claimed: r}
+	}
+	msg := err.Error()
+	if r.Attempts >= s.StuckAfter {
+		s.Logger.Error("revocation stuck", "request", r.ID, "resource", r.Resource, "attempts", r.Attempts, "err", msg)
+	} else {
+		s.Logger.Warn("revoke failed", "request", r.ID, "resource", r.Resource, "attempt", r.Attempts, "err", msg)
+	}
+	return result{claimed: r, apply: func(now time.Time) (lapse.Request, lapse.AuditEvent, error) {
+		retry := now.Add(s.backoff(r.Attempts))
+		next, err := r.RevokeFailed(msg, retry, now)
+		ev := lapse.NewAuditEvent(lapse.EvRevokeFailed, "lapse", r.State, next, map[string]any{"error": msg, "attempt": r.Attempts, "retry_at": retry}, now)
+		return next, ev, err
+	}}
+}
+
+// backoff returns the delay before attempt n+1: base·2^(n−1) capped at max,
+// with jitter over its upper half.
+func (s *Scheduler) backoff(n int) time.Duration {
+	d := s.BackoffBase
+	for i := 1; i < n && d < s.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, s.BackoffMax)
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+// complete commits results as they arrive, as many per transaction as are
+// waiting (group commit).
+func (s *Scheduler) complete(ctx context.Context, results <-chan result) {
+	batch := make([]result, 0, s.BatchSize)
+	for r := range results {
+		batch = append(batch[:0], r)
+	more:
+		for len(batch) < s.BatchSize {
+			select {
+			case r, ok := <-results:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		// Commit even while shutting down, so finished work is recorded.
+		if _, err := s.commit(context.WithoutCancel(ctx), batch); err != nil {
+			s.Logger.Error("record connector results", "count", len(batch), "err", err)
+		}
+		s.Notify()
+	}
+}
+
+// commit applies results in one transaction. Results whose request changed
+// under the claim are skipped (and their provisioning undone). It returns
+// the stored values, in order; a skipped result's is the zero Request.
+func (s *Scheduler) commit(ctx context.Context, rs []result) ([]lapse.Request, error) {
+	stored := make([]lapse.Request, len(rs))
+	var changed []result
+	err := s.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		changed = changed[:0]
+		now := s.Clock.Now()
+		evs := make([]lapse.AuditEvent, 0, len(rs))
+		for i, res := range rs {
+			stored[i] = lapse.Request{}
+			if res.apply == nil {
+				continue
+			}
+			next, ev, err := res.apply(now)
+			if err != nil {
+				changed = append(changed, res)
+				continue
+			}
+			if res.creds != nil && res.cleanup != nil {
+				if err := s.putCredentials(ctx, tx, &next, res.creds); err != nil {
+					return err
+				}
+			}
+			if err := tx.UpdateRequest(ctx, &next); err != nil {
+				if errors.Is(err, lapse.ErrConflict) {
+					changed = append(changed, res)
+					continue
+				}
+				return err
+			}
+			evs = append(evs, ev)
+			stored[i] = next
+		}
+		return tx.AppendAudit(ctx, evs...)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, res := range changed {
+		if res.cleanup != nil {
+			s.cleanupIfGone(ctx, res)
+		}
+	}
+	if s.OnEnded != nil {
+		for i, res := range rs {
+			if res.done && stored[i].State == lapse.StateEnded {
+				s.OnEnded(stored[i])
+			}
+		}
+	}
+	return stored, nil
+}
+
+// cleanupIfGone removes access that was provisioned for a request that was
+// cancelled or revoked while the provisioning ran.
+func (s *Scheduler) cleanupIfGone(ctx context.Context, res result) {
+	cur, err := s.Store.GetRequest(ctx, res.claimed.ID)
+	if err == nil && (cur.State == lapse.StateApproved || cur.State == lapse.StateActive) {
+		return
+	}
+	res.cleanup(ctx)
+}
+
+func (s *Scheduler) putCredentials(ctx context.Context, tx lapse.Tx, r *lapse.Request, c *lapse.Credentials) error {
+	if s.Sealer == nil {
+		return errors.New("no sealer configured for waiting credentials")
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("encode credentials: %w", err)
+	}
+	sealed, err := s.Sealer.Seal(b, []byte(r.ID))
+	if err != nil {
+		return err
+	}
+	if err := tx.PutSecret(ctx, r.ID, sealed); err != nil {
+		return err
+	}
+	r.CredentialsWaiting = true
+	return nil
+}
+
+// Execute runs the connector step of a request that the caller has already
+// claimed (stored with [lapse.Request.Claim] under this scheduler's Owner),
+// records the outcome, and returns the stored request. With deliver, fresh
+// credentials are returned to the caller and not stored; otherwise they are
+// sealed in the store for the requester to fetch once.
+func (s *Scheduler) Execute(ctx context.Context, r lapse.Request, deliver bool) (lapse.Request, *lapse.Credentials, error) {
+	s.init()
+	res := s.work(ctx, r)
+	creds := res.creds
+	if deliver {
+		res.creds = nil
+	}
+	stored, err := s.commit(ctx, []result{res})
+	if err != nil {
+		return lapse.Request{}, nil, err
+	}
+	defer s.Notify()
+	if stored[0].ID == "" {
+		cur, err := s.Store.GetRequest(ctx, r.ID)
+		if err != nil {
+			return lapse.Request{}, nil, err
+		}
+		return cur, nil, nil
+	}
+	if !deliver || stored[0].State != lapse.StateActive {
+		creds = nil
+	}
+	return stored[0], creds, nil
+}
