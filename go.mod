@@ -6,3 +6,9 @@ require (
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	go.yaml.in/yaml/v3 v3.0.6
 )
+
+require (
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/spf13/cobra v1.10.2 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
+)

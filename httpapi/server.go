@@ -1,0 +1,581 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/api"
+	"github.com/lapse-access/lapse/broker"
+)
+
+// MaxBody is the largest request body accepted.
+const MaxBody = 1 << 20
+
+// Authenticator turns a request's credentials into a principal, or returns
+// an error matching [lapse.ErrUnauthenticated].
+type Authenticator interface {
+	Authenticate(r *http.Request) (lapse.Principal, error)
+}
+
+// TokenVerifier verifies Lapse-issued access tokens for /v1/check.
+type TokenVerifier interface {
+	// VerifyToken returns the grant id (jti), user, resource and role of a
+	// validly signed, unexpired token.
+	VerifyToken(token string) (id, user, resource, role string, err error)
+	// JWKS returns the JSON Web Key Set of the verification keys.
+	JWKS() []byte
+}
+
+// Server is the HTTP API.
+type Server struct {
+	Broker *broker.Broker
+	Auth   Authenticator
+	Tokens TokenVerifier
+	Logger *slog.Logger
+	// Ready reports whether the server can serve; nil means always.
+	Ready func(ctx context.Context) error
+	// ParseDuration parses durations in bodies; time.ParseDuration if nil.
+	ParseDuration func(string) (time.Duration, error)
+}
+
+// Handler returns the routes.
+func (s *Server) Handler() http.Handler {
+	if s.Logger == nil {
+		s.Logger = slog.Default().With("system", "http")
+	}
+	if s.ParseDuration == nil {
+		s.ParseDuration = time.ParseDuration
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	if s.Tokens != nil {
+		mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "public, max-age=300")
+			_, _ = w.Write(s.Tokens.JWKS())
+		})
+	}
+	v1 := func(pattern string, h func(w http.ResponseWriter, r *http.Request, p lapse.Principal) error) {
+		mux.HandleFunc(pattern, s.authed(h))
+	}
+	v1("POST /v1/requests", s.submit)
+	v1("GET /v1/requests", s.list)
+	v1("GET /v1/requests/{id}", s.get)
+	v1("POST /v1/requests/{id}/approve", s.approve)
+	v1("POST /v1/requests/{id}/deny", s.deny)
+	v1("POST /v1/requests/{id}/cancel", s.cancel)
+	v1("POST /v1/requests/{id}/release", s.release)
+	v1("POST /v1/requests/{id}/revoke", s.revoke)
+	v1("POST /v1/requests/{id}/extend", s.extend)
+	v1("POST /v1/requests/{id}/credentials", s.credentials)
+	v1("POST /v1/check", s.check)
+	v1("GET /v1/audit", s.audit)
+	v1("GET /v1/audit/verify", s.verify)
+	v1("GET /v1/resources", s.resources)
+	v1("GET /v1/whoami", s.whoami)
+	mux.HandleFunc("/v1/", s.authed(func(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+		return lapse.NotFoundf("no such endpoint: %s %s", r.Method, r.URL.Path)
+	}))
+	return mux
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.Ready != nil {
+		if err := s.Ready(r.Context()); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, p lapse.Principal) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.Auth.Authenticate(r)
+		if err == nil {
+			err = h(w, r, p)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// tooLarge is the error of a body over MaxBody.
+var tooLarge = errors.New("too large")
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := http.StatusInternalServerError, "internal"
+	switch {
+	case errors.Is(err, tooLarge):
+		status, code = http.StatusRequestEntityTooLarge, "too_large"
+	case errors.Is(err, lapse.ErrInvalid):
+		status, code = http.StatusBadRequest, "bad_request"
+	case errors.Is(err, lapse.ErrUnauthenticated):
+		status, code = http.StatusUnauthorized, "unauthenticated"
+		w.Header().Set("WWW-Authenticate", `Bearer realm="lapse"`)
+	case errors.Is(err, lapse.ErrForbidden):
+		status, code = http.StatusForbidden, "forbidden"
+	case errors.Is(err, lapse.ErrNotFound):
+		status, code = http.StatusNotFound, "not_found"
+	case errors.Is(err, lapse.ErrConflict):
+		status, code = http.StatusConflict, "conflict"
+	case errors.Is(err, lapse.ErrGone):
+		status, code = http.StatusGone, "gone"
+	}
+	msg := err.Error()
+	if status == http.StatusInternalServerError {
+		s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		msg = "internal error; the server log has details"
+	}
+	writeJSON(w, status, api.Error{Error: api.ErrorBody{Code: code, Message: msg}})
+}
+
+// decode reads a JSON body strictly into v: at most MaxBody bytes, no
+// unknown fields, nothing after the object.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	body := http.MaxBytesReader(w, r.Body, MaxBody)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &mbe):
+			return fmt.Errorf("request body is larger than %d bytes: %w", MaxBody, tooLarge)
+		case errors.Is(err, io.EOF):
+			return lapse.Invalidf("request body is empty; send a JSON object")
+		case errors.As(err, &se):
+			return lapse.Invalidf("malformed JSON at byte offset %d: %v", se.Offset, se)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return lapse.Invalidf("malformed JSON: the body ends early")
+		case errors.As(err, &te):
+			return lapse.Invalidf("field %q must be %s, not %s (byte offset %d)", te.Field, te.Type, te.Value, te.Offset)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return lapse.Invalidf("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		}
+		return lapse.Invalidf("malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return lapse.Invalidf("malformed JSON: unexpected data after the object at byte offset %d", dec.InputOffset())
+	}
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if errors.As(err, new(*http.MaxBytesError)) {
+			return fmt.Errorf("request body is larger than %d bytes: %w", MaxBody, tooLarge)
+		}
+		return lapse.Invalidf("malformed JSON: unexpected data after the object at byte offset %d", dec.InputOffset())
+	}
+	return nil
+}
+
+// decodeOptional is decode for bodies that may be empty.
+func decodeOptional(w http.ResponseWriter, r *http.Request, v any) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	err := decode(w, r, v)
+	if err != nil && strings.Contains(err.Error(), "request body is empty") {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) duration(name, v string) (time.Duration, error) {
+	if v == "" {
+		return 0, lapse.Invalidf("%s is required (e.g. 1h)", name)
+	}
+	d, err := s.ParseDuration(v)
+	if err != nil {
+		return 0, lapse.Invalidf("%s: cannot parse %q as a duration (e.g. 30m, 4h)", name, v)
+	}
+	if d <= 0 {
+		return 0, lapse.Invalidf("%s must be positive, got %s", name, v)
+	}
+	return d, nil
+}
+
+func respond(w http.ResponseWriter, status int, res broker.Result) error {
+	out := api.FromRequest(res.Request)
+	out.Credentials = res.Credentials
+	out.Decision = api.FromDecision(res.Decision)
+	writeJSON(w, status, out)
+	return nil
+}
+
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	var in api.SubmitRequest
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	if in.Resource == "" {
+		return lapse.Invalidf("resource is required")
+	}
+	if in.Role == "" {
+		return lapse.Invalidf("role is required")
+	}
+	d, err := s.duration("duration", in.Duration)
+	if err != nil {
+		return err
+	}
+	var start time.Time
+	if in.StartAt != "" {
+		if start, err = time.Parse(time.RFC3339, in.StartAt); err != nil {
+			return lapse.Invalidf("start_at: want an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", in.StartAt)
+		}
+	}
+	res, err := s.Broker.Submit(r.Context(), p, broker.SubmitInput{
+		Resource: in.Resource, Role: in.Role, Duration: d, Reason: in.Reason, Ticket: in.Ticket, StartAt: start})
+	if err != nil && res.Request.ID == "" {
+		return err
+	}
+	if err != nil {
+		// Stored, but provisioning did not finish; the scheduler retries.
+		s.Logger.Warn("provisioning after submit", "request", res.Request.ID, "err", err)
+	}
+	return respond(w, http.StatusCreated, res)
+}
+
+var stateGroups = map[string][]lapse.State{
+	"pending": {lapse.StatePending},
+	"active":  {lapse.StateApproved, lapse.StateActive, lapse.StateRevoking},
+	"ended":   {lapse.StateEnded, lapse.StateDenied, lapse.StateCancelled, lapse.StateTimedOut, lapse.StateFailed},
+	"open":    {lapse.StatePending, lapse.StateApproved, lapse.StateActive, lapse.StateRevoking},
+	"all":     nil,
+}
+
+func boolParam(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, lapse.Invalidf("%s: want true or false, got %q", name, v)
+	}
+	return b, nil
+}
+
+func intParam(r *http.Request, name string, max int64) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > max {
+		return 0, lapse.Invalidf("%s: want a whole number from 0 to %d, got %q", name, max, v)
+	}
+	return n, nil
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	in := broker.ListInput{}
+	state := r.URL.Query().Get("state")
+	if state == "" {
+		state = "open"
+	}
+	if g, ok := stateGroups[state]; ok {
+		in.States = g
+	} else if lapse.State(state).Valid() {
+		in.States = []lapse.State{lapse.State(state)}
+	} else {
+		return lapse.Invalidf("state: want pending, active, ended, all or a state name, got %q", state)
+	}
+	var err error
+	if in.Mine, err = boolParam(r, "mine"); err != nil {
+		return err
+	}
+	if in.ToApprove, err = boolParam(r, "to_approve"); err != nil {
+		return err
+	}
+	limit, err := intParam(r, "limit", 10000)
+	if err != nil {
+		return err
+	}
+	in.Limit = int(limit)
+	rs, err := s.Broker.List(r.Context(), p, in)
+	if err != nil {
+		return err
+	}
+	out := make([]api.Request, len(rs))
+	for i, q := range rs {
+		out[i] = api.FromRequest(q)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"requests": out})
+	return nil
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	q, err := s.Broker.Get(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.FromRequest(q))
+	return nil
+}
+
+func (s *Server) approve(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	var in api.CommentBody
+	if err := decodeOptional(w, r, &in); err != nil {
+		return err
+	}
+	res, err := s.Broker.Approve(r.Context(), p, r.PathValue("id"), in.Comment)
+	if err != nil && res.Request.ID == "" {
+		return err
+	}
+	return respond(w, http.StatusOK, res)
+}
+
+func (s *Server) deny(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	var in api.ReasonBody
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	res, err := s.Broker.Deny(r.Context(), p, r.PathValue("id"), in.Reason)
+	if err != nil {
+		return err
+	}
+	return respond(w, http.StatusOK, res)
+}
+
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	if err := decodeOptional(w, r, &struct{}{}); err != nil {
+		return err
+	}
+	res, err := s.Broker.Cancel(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return respond(w, http.StatusOK, res)
+}
+
+func (s *Server) release(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	if err := decodeOptional(w, r, &struct{}{}); err != nil {
+		return err
+	}
+	res, err := s.Broker.Release(r.Context(), p, r.PathValue("id"))
+	if err != nil && res.Request.ID == "" {
+		return err
+	}
+	return respond(w, http.StatusOK, res)
+}
+
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	var in api.ReasonBody
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	res, err := s.Broker.Revoke(r.Context(), p, r.PathValue("id"), in.Reason)
+	if err != nil && res.Request.ID == "" {
+		return err
+	}
+	return respond(w, http.StatusOK, res)
+}
+
+func (s *Server) extend(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	var in api.ExtendBody
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	d, err := s.duration("duration", in.Duration)
+	if err != nil {
+		return err
+	}
+	res, err := s.Broker.Extend(r.Context(), p, r.PathValue("id"), d, in.Reason)
+	if err != nil {
+		return err
+	}
+	return respond(w, http.StatusOK, res)
+}
+
+func (s *Server) credentials(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	c, err := s.Broker.TakeCredentials(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *Server) check(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	var in api.CheckRequest
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	if in.Token != "" {
+		if in.User != "" || in.Resource != "" || in.Role != "" {
+			return lapse.Invalidf("send either a token or user, resource and role, not both")
+		}
+		return s.checkToken(w, r, in.Token)
+	}
+	if in.User == "" || in.Resource == "" || in.Role == "" {
+		return lapse.Invalidf("user, resource and role are required (or a token)")
+	}
+	if in.User != p.Name && !p.Admin {
+		return lapse.Forbiddenf("only admins may check another user's access")
+	}
+	q, ok, err := s.Broker.Check(r.Context(), in.User, in.Resource, in.Role)
+	if err != nil {
+		return err
+	}
+	out := api.CheckResponse{Active: ok, User: in.User, Resource: in.Resource, Role: in.Role}
+	if ok {
+		out.RequestID = q.ID
+		out.ExpiresAt = &q.ExpiresAt
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) checkToken(w http.ResponseWriter, r *http.Request, token string) error {
+	if s.Tokens == nil {
+		return lapse.Invalidf("this server issues no tokens")
+	}
+	id, user, resource, role, err := s.Tokens.VerifyToken(token)
+	if err != nil {
+		writeJSON(w, http.StatusOK, api.CheckResponse{Reason: "token refused: " + err.Error()})
+		return nil
+	}
+	q, ok, err := s.Broker.CheckGrant(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	out := api.CheckResponse{Active: ok, RequestID: id, User: user, Resource: resource, Role: role}
+	switch {
+	case !ok && q.ID == "":
+		out.Active, out.Reason = false, "token refused: unknown grant"
+	case q.User != user || q.Resource != resource || q.Role != role:
+		out.Active, out.Reason = false, "token refused: does not match its grant"
+	case !ok:
+		out.Reason = fmt.Sprintf("token refused: grant is %s", q.State)
+	default:
+		out.ExpiresAt = &q.ExpiresAt
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) audit(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	q := r.URL.Query()
+	f := lapse.AuditFilter{User: q.Get("user"), Resource: q.Get("resource"), RequestID: q.Get("request"), Type: q.Get("type")}
+	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return lapse.Invalidf("%s: want an RFC 3339 time, got %q", name, v)
+			}
+			*dst = t
+		}
+	}
+	after, err := intParam(r, "after", 1<<62)
+	if err != nil {
+		return err
+	}
+	limit, err := intParam(r, "limit", 10000)
+	if err != nil {
+		return err
+	}
+	if limit == 0 {
+		limit = 1000
+	}
+	f.AfterSeq, f.Limit = after, int(limit)
+	evs, err := s.Broker.Audit(r.Context(), p, f)
+	if err != nil {
+		return err
+	}
+	page := api.AuditPage{Events: evs}
+	if page.Events == nil {
+		page.Events = []lapse.AuditEvent{}
+	}
+	if len(evs) == int(limit) {
+		page.Next = evs[len(evs)-1].Seq
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+func (s *Server) verify(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	n, head, err := s.Broker.VerifyAudit(r.Context())
+	out := api.Verify{OK: err == nil, Records: n, Head: head}
+	var ce *lapse.ChainError
+	switch {
+	case errors.As(err, &ce):
+		out.Error, out.BadRecord = ce.Error(), ce.Seq
+	case err != nil:
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) resources(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	var out []api.Resource
+	for _, res := range s.Broker.Resources() {
+		a := api.Resource{Name: res.Name, Connector: res.Connector, Environment: res.Environment, Tags: res.Tags}
+		for _, ro := range res.Roles {
+			a.Roles = append(a.Roles, api.Role{Name: ro.Name, MaxDuration: ro.MaxDuration.String(), Approvals: ro.Approvals,
+				Approvers: ro.Approvers, Requesters: ro.Requesters})
+		}
+		out = append(out, a)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"resources": out})
+	return nil
+}
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	groups := slices.Clone(p.Groups)
+	if groups == nil {
+		groups = []string{}
+	}
+	writeJSON(w, http.StatusOK, api.Whoami{Name: p.Name, Groups: groups, Admin: p.Admin})
+	return nil
+}
+
+// StaticTokens authenticates bearer tokens against SHA-256 hashes.
+type StaticTokens struct {
+	byHash map[[32]byte]lapse.Principal
+}
+
+// NewStaticTokens returns an authenticator for the given hashes.
+func NewStaticTokens(users map[[32]byte]lapse.Principal) *StaticTokens {
+	return &StaticTokens{byHash: users}
+}
+
+// Authenticate implements [Authenticator].
+func (s *StaticTokens) Authenticate(r *http.Request) (lapse.Principal, error) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if h == "" {
+		return lapse.Principal{}, fmt.Errorf("missing bearer token: %w", lapse.ErrUnauthenticated)
+	}
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return lapse.Principal{}, fmt.Errorf("authorization header must be 'Bearer <token>': %w", lapse.ErrUnauthenticated)
+	}
+	p, found := s.byHash[sha256.Sum256([]byte(strings.TrimSpace(tok)))]
+	if !found {
+		return lapse.Principal{}, fmt.Errorf("unknown token: %w", lapse.ErrUnauthenticated)
+	}
+	return p, nil
+}
