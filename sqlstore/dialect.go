@@ -1,0 +1,59 @@
+package sqlstore
+
+import (
+	"embed"
+	"fmt"
+	"io/fs"
+
+	"github.com/pressly/goose/v3"
+)
+
+//go:embed migrations
+var migrationFiles embed.FS
+
+// dialect is what differs between the SQL databases the store runs on. The
+// queries are written once, with ? placeholders and portable SQL (ON CONFLICT,
+// RETURNING); a dialect adds its migrations, its placeholders and the few
+// clauses that differ.
+type dialect struct {
+	name string
+	// goose names the dialect for the migration tool.
+	goose goose.Dialect
+	// placeholders rewrites a query written with ? placeholders into the
+	// dialect's own ($1, $2, ... on PostgreSQL); nil keeps them.
+	placeholders func(query string) string
+	// lockDue is appended to the due-requests query to lock the rows it
+	// returns for the transaction, skipping rows other transactions hold
+	// (" FOR UPDATE SKIP LOCKED" on PostgreSQL). SQLite needs none: its one
+	// writer transaction is the lock.
+	lockDue string
+	// lockAudit, if set, is run in a transaction before it reads the head of
+	// the audit log, so that concurrent writers append one at a time.
+	lockAudit string
+	// singleWriter reports that all write transactions run one at a time in
+	// this process, so the head of the audit log can be cached between them.
+	singleWriter bool
+}
+
+// migrations returns the dialect's numbered migrations.
+func (d *dialect) migrations() (fs.FS, error) {
+	sub, err := fs.Sub(migrationFiles, "migrations/"+d.name)
+	if err != nil {
+		return nil, fmt.Errorf("migrations for %s: %w", d.name, err)
+	}
+	return sub, nil
+}
+
+// sql returns query in the dialect's placeholders.
+func (d *dialect) sql(query string) string {
+	if d.placeholders == nil {
+		return query
+	}
+	return d.placeholders(query)
+}
+
+var sqliteDialect = &dialect{
+	name:         "sqlite",
+	goose:        goose.DialectSQLite3,
+	singleWriter: true,
+}
