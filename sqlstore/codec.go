@@ -1,0 +1,151 @@
+package sqlstore
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/lapse-access/lapse"
+)
+
+// Times are stored as integer Unix nanoseconds, which keeps them exact (the
+// audit hash covers nanoseconds) and orderable; a zero time is NULL.
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// encoder turns field values into column values, keeping the first error.
+type encoder struct{ err error }
+
+func (e *encoder) time(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	if t.Before(minTime) || t.After(maxTime) {
+		if e.err == nil {
+			e.err = lapse.Invalidf("time %s is outside the range the store can hold", t.Format(time.RFC3339))
+		}
+		return nil
+	}
+	return t.UnixNano()
+}
+
+// json encodes v as JSON text, or NULL when empty is true.
+func (e *encoder) json(v any, empty bool) any {
+	if empty {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		if e.err == nil {
+			e.err = fmt.Errorf("encode %T: %w", v, err)
+		}
+		return nil
+	}
+	return string(b)
+}
+
+func decodeTime(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(0, n.Int64).UTC()
+}
+
+// requestValues returns the column values of r from user_name to
+// credentials_waiting: every column but id and version.
+func requestValues(r *lapse.Request) ([]any, error) {
+	var e encoder
+	v := []any{
+		r.User, r.Resource, r.Role, r.Reason, r.Ticket, int64(r.Duration),
+		e.time(r.StartAt), string(r.State), e.time(r.CreatedAt), e.time(r.UpdatedAt),
+		e.time(r.PendingUntil), r.ApprovalsNeeded, e.json(r.Approvals, len(r.Approvals) == 0),
+		e.time(r.ActivatedAt), e.time(r.ExpiresAt), e.time(r.EndedAt),
+		string(r.EndReason), r.EndedBy, r.Note, e.json(r.Extension, r.Extension == nil),
+		r.Ref, r.Attempts, e.time(r.NextAt), r.Owner, r.LastError, r.CredentialsWaiting,
+	}
+	if e.err != nil {
+		return nil, fmt.Errorf("request %s: %w", r.ID, e.err)
+	}
+	return v, nil
+}
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// scanRequest reads a row of [requestColumns].
+func scanRequest(sc scanner) (lapse.Request, error) {
+	var (
+		r                                           lapse.Request
+		duration                                    int64
+		state, endReason                            string
+		startAt, createdAt, updatedAt, pendingUntil sql.NullInt64
+		activatedAt, expiresAt, endedAt, nextAt     sql.NullInt64
+		approvals, extension                        sql.NullString
+	)
+	err := sc.Scan(&r.ID, &r.User, &r.Resource, &r.Role, &r.Reason, &r.Ticket, &duration,
+		&startAt, &state, &createdAt, &updatedAt, &pendingUntil, &r.ApprovalsNeeded, &approvals,
+		&activatedAt, &expiresAt, &endedAt, &endReason, &r.EndedBy, &r.Note, &extension,
+		&r.Ref, &r.Attempts, &nextAt, &r.Owner, &r.LastError, &r.CredentialsWaiting, &r.Version)
+	if err != nil {
+		return lapse.Request{}, err
+	}
+	r.Duration = time.Duration(duration)
+	r.State, r.EndReason = lapse.State(state), lapse.EndReason(endReason)
+	r.StartAt, r.CreatedAt, r.UpdatedAt = decodeTime(startAt), decodeTime(createdAt), decodeTime(updatedAt)
+	r.PendingUntil, r.ActivatedAt = decodeTime(pendingUntil), decodeTime(activatedAt)
+	r.ExpiresAt, r.EndedAt, r.NextAt = decodeTime(expiresAt), decodeTime(endedAt), decodeTime(nextAt)
+	if approvals.Valid {
+		if err := json.Unmarshal([]byte(approvals.String), &r.Approvals); err != nil {
+			return lapse.Request{}, fmt.Errorf("decode approvals of request %s: %w", r.ID, err)
+		}
+	}
+	if extension.Valid {
+		r.Extension = new(lapse.Extension)
+		if err := json.Unmarshal([]byte(extension.String), r.Extension); err != nil {
+			return lapse.Request{}, fmt.Errorf("decode extension of request %s: %w", r.ID, err)
+		}
+	}
+	return r, nil
+}
+
+// auditValues returns the column values of ev in [auditColumns] order.
+func auditValues(ev *lapse.AuditEvent) ([]any, error) {
+	var e encoder
+	var data any
+	if len(ev.Data) > 0 {
+		data = []byte(ev.Data)
+	}
+	v := []any{
+		ev.Seq, e.time(ev.Time), ev.Type, ev.Actor, ev.RequestID, ev.User, ev.Resource, ev.Role,
+		string(ev.From), string(ev.To), data, ev.PrevHash, ev.Hash,
+	}
+	if e.err != nil {
+		return nil, fmt.Errorf("audit event: %w", e.err)
+	}
+	return v, nil
+}
+
+// scanAudit reads a row of [auditColumns].
+func scanAudit(sc scanner) (lapse.AuditEvent, error) {
+	var (
+		ev       lapse.AuditEvent
+		t        sql.NullInt64
+		from, to string
+		data     []byte
+	)
+	err := sc.Scan(&ev.Seq, &t, &ev.Type, &ev.Actor, &ev.RequestID, &ev.User, &ev.Resource,
+		&ev.Role, &from, &to, &data, &ev.PrevHash, &ev.Hash)
+	if err != nil {
+		return lapse.AuditEvent{}, err
+	}
+	ev.Time = decodeTime(t)
+	ev.From, ev.To = lapse.State(from), lapse.State(to)
+	if len(data) > 0 {
+		ev.Data = data
+	}
+	return ev, nil
+}

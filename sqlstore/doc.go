@@ -1,0 +1,23 @@
+// Package sqlstore is the [lapse.Store] on database/sql.
+//
+// [OpenSQLite] opens an embedded SQLite database (pure Go, no cgo): the
+// default for one server. The schema is created and upgraded at open by
+// numbered migrations embedded in the binary, one folder per dialect.
+//
+// # Storage
+//
+// Times are stored as integer Unix nanoseconds, a zero time as NULL; they
+// read back in UTC. Approvals and a pending extension are stored as JSON
+// text. The audit table numbers records from 1 without gaps and chains them
+// by hash (see [lapse.AuditEvent]); triggers refuse updates and deletes. The
+// secrets table holds credentials only as the caller sealed them.
+//
+// # Concurrency
+//
+// With SQLite, write transactions run one at a time on one connection, so
+// they never fail with SQLITE_BUSY under load from many goroutines; reads
+// outside a transaction run in parallel on read-only connections and see the
+// last committed state. The head of the audit log is cached between write
+// transactions and dropped whenever one fails, so appending costs one insert
+// per record.
+package sqlstore

@@ -1,0 +1,152 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"sync"
+
+	"github.com/lapse-access/lapse"
+)
+
+// requestColumns are the columns of the requests table in the order that
+// [scanRequest] reads and [requestValues] writes them: id, the fields, and
+// version last.
+const requestColumns = `id, user_name, resource, role, reason, ticket, duration, start_at, state,
+	created_at, updated_at, pending_until, approvals_needed, approvals,
+	activated_at, expires_at, ended_at, end_reason, ended_by, note, extension,
+	ref, attempts, next_at, owner, last_error, credentials_waiting, version`
+
+// auditColumns are the columns of the audit table in the order that
+// [scanAudit] reads and [auditValues] writes them.
+const auditColumns = `seq, time, type, actor, request_id, user_name, resource, role,
+	from_state, to_state, data, prev_hash, hash`
+
+// queries holds the fixed queries in the dialect's placeholders. Queries that
+// depend on a filter are built when they run.
+type queries struct {
+	getRequest    string
+	insertRequest string
+	updateRequest string
+	activeGrant   string
+	nextDue       string
+	dueRequests   string
+	releaseClaims string
+	requestExists string
+	auditHead     string
+	insertAudit   string
+	putSecret     string
+	takeSecret    string
+	deleteSecret  string
+}
+
+func newQueries(d *dialect) *queries {
+	var terminal []string
+	for _, s := range lapse.States {
+		if s.Terminal() {
+			terminal = append(terminal, "'"+string(s)+"'")
+		}
+	}
+	return &queries{
+		getRequest: d.sql(`SELECT ` + requestColumns + ` FROM requests WHERE id = ?`),
+		insertRequest: d.sql(`INSERT INTO requests (` + requestColumns + `)
+			VALUES (` + placeholders(28) + `) ON CONFLICT (id) DO NOTHING`),
+		updateRequest: d.sql(`UPDATE requests SET
+			user_name = ?, resource = ?, role = ?, reason = ?, ticket = ?, duration = ?,
+			start_at = ?, state = ?, created_at = ?, updated_at = ?, pending_until = ?,
+			approvals_needed = ?, approvals = ?, activated_at = ?, expires_at = ?,
+			ended_at = ?, end_reason = ?, ended_by = ?, note = ?, extension = ?, ref = ?,
+			attempts = ?, next_at = ?, owner = ?, last_error = ?, credentials_waiting = ?,
+			version = version + 1
+			WHERE id = ? AND version = ?`),
+		activeGrant: d.sql(`SELECT ` + requestColumns + ` FROM requests
+			WHERE user_name = ? AND resource = ? AND role = ? AND state = ? AND expires_at > ?
+			ORDER BY expires_at DESC, id LIMIT 1`),
+		nextDue: d.sql(`SELECT MIN(next_at) FROM requests WHERE next_at IS NOT NULL`),
+		dueRequests: d.sql(`SELECT ` + requestColumns + ` FROM requests
+			WHERE next_at IS NOT NULL AND next_at <= ?
+			ORDER BY next_at, id LIMIT ?` + d.lockDue),
+		releaseClaims: d.sql(`UPDATE requests SET next_at = ?, owner = '', updated_at = ?, version = version + 1
+			WHERE owner = ? AND owner <> '' AND state NOT IN (` + strings.Join(terminal, ", ") + `)`),
+		auditHead: d.sql(`SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`),
+		insertAudit: d.sql(`INSERT INTO audit (` + auditColumns + `)
+			VALUES (` + placeholders(13) + `)`),
+		requestExists: d.sql(`SELECT 1 FROM requests WHERE id = ?`),
+		putSecret: d.sql(`INSERT INTO secrets (request_id, sealed) VALUES (?, ?)
+			ON CONFLICT (request_id) DO UPDATE SET sealed = excluded.sealed`),
+		takeSecret:   d.sql(`DELETE FROM secrets WHERE request_id = ? RETURNING sealed`),
+		deleteSecret: d.sql(`DELETE FROM secrets WHERE request_id = ?`),
+	}
+}
+
+// prepared lists the queries that write transactions prepare once and reuse:
+// those the scheduler runs hundreds of times per transaction.
+func (q *queries) prepared() []string {
+	return []string{q.getRequest, q.insertRequest, q.updateRequest, q.dueRequests, q.auditHead, q.insertAudit}
+}
+
+// placeholders returns n comma-separated ? placeholders.
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}
+
+// querier runs queries: the read pool, or a write transaction.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// txQuerier runs queries in a write transaction, using the store's prepared
+// statement for a query where there is one.
+type txQuerier struct {
+	tx       *sql.Tx
+	prepared map[string]*sql.Stmt // the store's; read-only
+
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt // prepared ones bound to tx
+}
+
+// stmt returns the statement for query bound to the transaction, or nil
+// when the query is not prepared.
+func (q *txQuerier) stmt(ctx context.Context, query string) *sql.Stmt {
+	p, ok := q.prepared[query]
+	if !ok {
+		return nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	s, ok := q.stmts[query]
+	if !ok {
+		s = q.tx.StmtContext(ctx, p)
+		if q.stmts == nil {
+			q.stmts = make(map[string]*sql.Stmt)
+		}
+		q.stmts[query] = s
+	}
+	return s
+}
+
+func (q *txQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if s := q.stmt(ctx, query); s != nil {
+		return s.ExecContext(ctx, args...)
+	}
+	return q.tx.ExecContext(ctx, query, args...)
+}
+
+func (q *txQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s := q.stmt(ctx, query); s != nil {
+		return s.QueryContext(ctx, args...)
+	}
+	return q.tx.QueryContext(ctx, query, args...)
+}
+
+func (q *txQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if s := q.stmt(ctx, query); s != nil {
+		return s.QueryRowContext(ctx, args...)
+	}
+	return q.tx.QueryRowContext(ctx, query, args...)
+}

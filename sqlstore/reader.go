@@ -1,0 +1,235 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lapse-access/lapse"
+)
+
+// Default and page sizes.
+const (
+	defaultRequestLimit = 500
+	defaultAuditLimit   = 1000
+	// scanPage is how many audit events ScanAudit holds in memory at once.
+	scanPage = 500
+)
+
+// reader implements [lapse.Reader] on the read pool or in a transaction.
+type reader struct {
+	d  *dialect
+	q  *queries
+	db querier
+}
+
+// GetRequest returns the request with id, or an error matching
+// [lapse.ErrNotFound].
+func (r *reader) GetRequest(ctx context.Context, id string) (lapse.Request, error) {
+	req, err := scanRequest(r.db.QueryRowContext(ctx, r.q.getRequest, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return lapse.Request{}, lapse.NotFoundf("request %s not found", id)
+	}
+	if err != nil {
+		return lapse.Request{}, fmt.Errorf("get request %s: %w", id, err)
+	}
+	return req, nil
+}
+
+// ListRequests returns the requests matching f, newest first.
+func (r *reader) ListRequests(ctx context.Context, f lapse.RequestFilter) ([]lapse.Request, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultRequestLimit
+	}
+	var (
+		where []string
+		args  []any
+	)
+	if len(f.States) > 0 {
+		where = append(where, "state IN ("+placeholders(len(f.States))+")")
+		for _, s := range f.States {
+			args = append(args, string(s))
+		}
+	}
+	if f.User != "" {
+		where = append(where, "user_name = ?")
+		args = append(args, f.User)
+	}
+	if f.Resource != "" {
+		where = append(where, "resource = ?")
+		args = append(args, f.Resource)
+	}
+	if f.Approver != "" {
+		// Who approved what is in JSON; the rest of the test is in Go below.
+		where = append(where, "user_name <> ?", "(state = ? OR (state = ? AND extension IS NOT NULL))")
+		args = append(args, f.Approver, string(lapse.StatePending), string(lapse.StateActive))
+	}
+	query := "SELECT " + requestColumns + " FROM requests"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY created_at DESC NULLS LAST, id DESC"
+	if f.Approver == "" {
+		query += " LIMIT ?"
+		args = append(args, limit)
+	}
+	rows, err := r.db.QueryContext(ctx, r.d.sql(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list requests: %w", err)
+	}
+	defer rows.Close()
+	var out []lapse.Request
+	for len(out) < limit && rows.Next() {
+		req, err := scanRequest(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list requests: %w", err)
+		}
+		if f.Approver != "" && !awaitsApproval(req, f.Approver) {
+			continue
+		}
+		out = append(out, req)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list requests: %w", err)
+	}
+	return out, nil
+}
+
+// awaitsApproval reports whether approver may still approve r: r is pending,
+// or active with an extension waiting, and approver neither made r nor
+// approved what waits.
+func awaitsApproval(r lapse.Request, approver string) bool {
+	if r.User == approver {
+		return false
+	}
+	approvedBy := func(a lapse.Approval) bool { return a.By == approver }
+	switch {
+	case r.State == lapse.StatePending:
+		return !slices.ContainsFunc(r.Approvals, approvedBy)
+	case r.State == lapse.StateActive && r.Extension != nil:
+		return !slices.ContainsFunc(r.Extension.Approvals, approvedBy)
+	}
+	return false
+}
+
+// ActiveGrant returns a request of user on resource and role that is active
+// at now, the one that expires last if there are several, or an error
+// matching [lapse.ErrNotFound].
+func (r *reader) ActiveGrant(ctx context.Context, user, resource, role string, now time.Time) (lapse.Request, error) {
+	var e encoder
+	at := e.time(now)
+	if e.err != nil {
+		return lapse.Request{}, fmt.Errorf("active grant: %w", e.err)
+	}
+	row := r.db.QueryRowContext(ctx, r.q.activeGrant, user, resource, role, string(lapse.StateActive), at)
+	req, err := scanRequest(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return lapse.Request{}, lapse.NotFoundf("%s has no active grant of %s on %s", user, role, resource)
+	}
+	if err != nil {
+		return lapse.Request{}, fmt.Errorf("active grant: %w", err)
+	}
+	return req, nil
+}
+
+// NextDue returns the earliest NextAt of all requests, and false when no
+// request has anything due.
+func (r *reader) NextDue(ctx context.Context) (time.Time, bool, error) {
+	var next sql.NullInt64
+	if err := r.db.QueryRowContext(ctx, r.q.nextDue).Scan(&next); err != nil {
+		return time.Time{}, false, fmt.Errorf("next due: %w", err)
+	}
+	return decodeTime(next), next.Valid, nil
+}
+
+// ListAudit returns the audit events matching f in sequence order. Since is
+// inclusive and Until exclusive.
+func (r *reader) ListAudit(ctx context.Context, f lapse.AuditFilter) ([]lapse.AuditEvent, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultAuditLimit
+	}
+	var (
+		e     encoder
+		where []string
+		args  []any
+	)
+	add := func(cond string, arg any) {
+		where = append(where, cond)
+		args = append(args, arg)
+	}
+	if f.AfterSeq > 0 {
+		add("seq > ?", f.AfterSeq)
+	}
+	if !f.Since.IsZero() {
+		add("time >= ?", e.time(f.Since))
+	}
+	if !f.Until.IsZero() {
+		add("time < ?", e.time(f.Until))
+	}
+	if f.User != "" {
+		add("user_name = ?", f.User)
+	}
+	if f.Resource != "" {
+		add("resource = ?", f.Resource)
+	}
+	if f.RequestID != "" {
+		add("request_id = ?", f.RequestID)
+	}
+	if f.Type != "" {
+		add("type = ?", f.Type)
+	}
+	if e.err != nil {
+		return nil, fmt.Errorf("list audit: %w", e.err)
+	}
+	query := "SELECT " + auditColumns + " FROM audit"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY seq LIMIT ?"
+	args = append(args, limit)
+	rows, err := r.db.QueryContext(ctx, r.d.sql(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list audit: %w", err)
+	}
+	defer rows.Close()
+	var out []lapse.AuditEvent
+	for rows.Next() {
+		ev, err := scanAudit(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list audit: %w", err)
+		}
+		out = append(out, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list audit: %w", err)
+	}
+	return out, nil
+}
+
+// ScanAudit calls fn for every audit event in sequence order, stopping at
+// the first error, which it returns. It reads a page of events at a time
+// and holds no query open while fn runs.
+func (r *reader) ScanAudit(ctx context.Context, fn func(lapse.AuditEvent) error) error {
+	var after int64
+	for {
+		page, err := r.ListAudit(ctx, lapse.AuditFilter{AfterSeq: after, Limit: scanPage})
+		if err != nil {
+			return err
+		}
+		for _, ev := range page {
+			if err := fn(ev); err != nil {
+				return err
+			}
+		}
+		if len(page) < scanPage {
+			return nil
+		}
+		after = page[len(page)-1].Seq
+	}
+}

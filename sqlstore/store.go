@@ -1,0 +1,173 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/lapse-access/lapse"
+	"github.com/pressly/goose/v3"
+)
+
+// Store is a [lapse.Store] on a SQL database. It is safe for concurrent use.
+// Reads outside a transaction go to a pool of read connections; write
+// transactions are serialized where the database allows one writer.
+type Store struct {
+	reader
+
+	wdb *sql.DB // write transactions
+	rdb *sql.DB // reads outside transactions; may be wdb
+	// stmts are the prepared statements of the write pool, by query.
+	stmts map[string]*sql.Stmt
+
+	// writer, for single-writer dialects, holds a token while a write
+	// transaction runs: from before it begins until after head is updated.
+	writer chan struct{}
+	// head is the last audit record as of the last committed transaction,
+	// valid when headOK. Only used by single-writer dialects, while holding
+	// writer.
+	head   auditHead
+	headOK bool
+}
+
+var _ lapse.Store = (*Store)(nil)
+
+// auditHead is the last record of the audit log: its sequence number and
+// hash, or zero values for an empty log.
+type auditHead struct {
+	seq  int64
+	hash string
+}
+
+// open migrates wdb to the dialect's current schema and returns a Store on
+// it. It takes ownership of wdb and rdb only when it succeeds.
+func open(ctx context.Context, d *dialect, wdb, rdb *sql.DB) (*Store, error) {
+	if err := migrate(ctx, d, wdb); err != nil {
+		return nil, err
+	}
+	q := newQueries(d)
+	s := &Store{
+		reader: reader{d: d, q: q, db: rdb},
+		wdb:    wdb,
+		rdb:    rdb,
+		stmts:  make(map[string]*sql.Stmt),
+	}
+	if d.singleWriter {
+		s.writer = make(chan struct{}, 1)
+	}
+	for _, query := range q.prepared() {
+		st, err := wdb.PrepareContext(ctx, query)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("prepare: %w", err), s.closeStmts())
+		}
+		s.stmts[query] = st
+	}
+	return s, nil
+}
+
+// migrate applies the dialect's migrations that db does not have yet.
+func migrate(ctx context.Context, d *dialect, db *sql.DB) error {
+	fsys, err := d.migrations()
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(d.goose, db, fsys,
+		goose.WithDisableGlobalRegistry(true),
+		goose.WithSlog(slog.New(slog.DiscardHandler)),
+	)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	current, latest, err := p.GetVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if current > latest {
+		return fmt.Errorf("migrate: database schema version %d is newer than this program's %d", current, latest)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// Tx runs fn in a write transaction and commits if fn returns nil. If fn
+// returns an error, or panics, the transaction is rolled back and nothing of
+// it is kept; fn's error is returned as is. Write transactions wait for one
+// another, so fn must not call Tx itself; it may read through the Store,
+// which sees the last committed state.
+func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx) error) error {
+	if s.writer != nil {
+		select {
+		case s.writer <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("begin: %w", context.Cause(ctx))
+		}
+		defer func() { <-s.writer }()
+	}
+	sqlTx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	t := &tx{
+		reader: reader{d: s.d, q: s.q},
+		s:      s,
+		db:     &txQuerier{tx: sqlTx, prepared: s.stmts},
+	}
+	t.reader.db = t.db
+	done := false
+	defer func() {
+		if !done { // fn panicked
+			_ = sqlTx.Rollback()
+			s.forgetHead()
+		}
+	}()
+	if err := fn(ctx, t); err != nil {
+		done = true
+		s.forgetHead()
+		if rerr := sqlTx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+			return errors.Join(err, fmt.Errorf("rollback: %w", rerr))
+		}
+		return err
+	}
+	done = true
+	if err := sqlTx.Commit(); err != nil {
+		s.forgetHead()
+		return fmt.Errorf("commit: %w", err)
+	}
+	if t.appended && s.d.singleWriter {
+		s.head, s.headOK = t.head, true
+	}
+	return nil
+}
+
+// forgetHead drops the cached head of the audit log after a failed
+// transaction, so that the next one reads it from the database.
+func (s *Store) forgetHead() {
+	if s.d.singleWriter {
+		s.headOK = false
+	}
+}
+
+// Close closes the database. The store must not be used after.
+func (s *Store) Close() error {
+	err := s.closeStmts()
+	err = errors.Join(err, s.wdb.Close())
+	if s.rdb != s.wdb {
+		err = errors.Join(err, s.rdb.Close())
+	}
+	if err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) closeStmts() error {
+	var errs []error
+	for _, st := range s.stmts {
+		errs = append(errs, st.Close())
+	}
+	return errors.Join(errs...)
+}

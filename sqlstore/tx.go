@@ -1,0 +1,226 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/lapse-access/lapse"
+)
+
+// tx implements [lapse.Tx] on a write transaction.
+type tx struct {
+	reader
+	s  *Store
+	db *txQuerier
+
+	// head is the last audit record as this transaction sees it, once
+	// headLoaded; appended reports that the transaction moved it.
+	head       auditHead
+	headLoaded bool
+	appended   bool
+}
+
+var _ lapse.Tx = (*tx)(nil)
+
+// CreateRequest stores a new request with Version 1. A duplicate id is an
+// error matching [lapse.ErrConflict].
+func (t *tx) CreateRequest(ctx context.Context, r *lapse.Request) error {
+	if r.ID == "" {
+		return lapse.Invalidf("create request: the request has no id")
+	}
+	vals, err := requestValues(r)
+	if err != nil {
+		return fmt.Errorf("create request: %w", err)
+	}
+	args := make([]any, 0, len(vals)+2)
+	args = append(args, r.ID)
+	args = append(args, vals...)
+	args = append(args, int64(1))
+	res, err := t.db.ExecContext(ctx, t.q.insertRequest, args...)
+	if err != nil {
+		return fmt.Errorf("create request %s: %w", r.ID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("create request %s: %w", r.ID, err)
+	} else if n == 0 {
+		return lapse.Conflictf("request %s already exists", r.ID)
+	}
+	r.Version = 1
+	return nil
+}
+
+// UpdateRequest stores r if the stored version is still r.Version, and
+// increments r.Version. A changed version is an error matching
+// [lapse.ErrConflict]; a missing request one matching [lapse.ErrNotFound].
+func (t *tx) UpdateRequest(ctx context.Context, r *lapse.Request) error {
+	vals, err := requestValues(r)
+	if err != nil {
+		return fmt.Errorf("update request: %w", err)
+	}
+	args := append(vals, r.ID, r.Version)
+	res, err := t.db.ExecContext(ctx, t.q.updateRequest, args...)
+	if err != nil {
+		return fmt.Errorf("update request %s: %w", r.ID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("update request %s: %w", r.ID, err)
+	}
+	if n == 0 {
+		cur, err := t.GetRequest(ctx, r.ID)
+		if err != nil {
+			return fmt.Errorf("update request: %w", err)
+		}
+		return lapse.Conflictf("request %s changed concurrently (version %d, stored %d)", r.ID, r.Version, cur.Version)
+	}
+	r.Version++
+	return nil
+}
+
+// DueRequests returns up to limit requests whose NextAt is at or before
+// now, earliest first. A limit of zero or less means 500.
+func (t *tx) DueRequests(ctx context.Context, now time.Time, limit int) ([]lapse.Request, error) {
+	if limit <= 0 {
+		limit = defaultRequestLimit
+	}
+	var e encoder
+	at := e.time(now)
+	if e.err != nil {
+		return nil, fmt.Errorf("due requests: %w", e.err)
+	}
+	rows, err := t.db.QueryContext(ctx, t.q.dueRequests, at, limit)
+	if err != nil {
+		return nil, fmt.Errorf("due requests: %w", err)
+	}
+	defer rows.Close()
+	var out []lapse.Request
+	for rows.Next() {
+		r, err := scanRequest(rows)
+		if err != nil {
+			return nil, fmt.Errorf("due requests: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("due requests: %w", err)
+	}
+	return out, nil
+}
+
+// AppendAudit appends evs, assigning Seq, PrevHash and Hash.
+func (t *tx) AppendAudit(ctx context.Context, evs ...lapse.AuditEvent) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	if err := t.loadHead(ctx); err != nil {
+		return fmt.Errorf("append audit: %w", err)
+	}
+	for _, ev := range evs {
+		ev.Seq = t.head.seq + 1
+		ev.PrevHash = t.head.hash
+		ev.Hash = ev.ComputeHash(t.head.hash)
+		vals, err := auditValues(&ev)
+		if err != nil {
+			return fmt.Errorf("append audit: %w", err)
+		}
+		if _, err := t.db.ExecContext(ctx, t.q.insertAudit, vals...); err != nil {
+			return fmt.Errorf("append audit record %d: %w", ev.Seq, err)
+		}
+		t.head = auditHead{seq: ev.Seq, hash: ev.Hash}
+		t.appended = true
+	}
+	return nil
+}
+
+// loadHead reads the head of the audit log once per transaction: from the
+// store's cache where the dialect allows it, else from the database.
+func (t *tx) loadHead(ctx context.Context) error {
+	if t.headLoaded {
+		return nil
+	}
+	if t.d.lockAudit != "" {
+		if _, err := t.db.ExecContext(ctx, t.d.lockAudit); err != nil {
+			return fmt.Errorf("lock audit log: %w", err)
+		}
+	}
+	if t.d.singleWriter && t.s.headOK {
+		t.head, t.headLoaded = t.s.head, true
+		return nil
+	}
+	var h auditHead
+	err := t.db.QueryRowContext(ctx, t.q.auditHead).Scan(&h.seq, &h.hash)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read audit head: %w", err)
+	}
+	t.head, t.headLoaded = h, true
+	return nil
+}
+
+// PutSecret stores sealed credentials for the request, replacing any. A
+// missing request is an error matching [lapse.ErrNotFound].
+func (t *tx) PutSecret(ctx context.Context, requestID string, sealed []byte) error {
+	if len(sealed) == 0 {
+		return lapse.Invalidf("put secret: nothing to store for request %s", requestID)
+	}
+	var one int
+	err := t.db.QueryRowContext(ctx, t.q.requestExists, requestID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return lapse.NotFoundf("request %s not found", requestID)
+	}
+	if err != nil {
+		return fmt.Errorf("put secret for request %s: %w", requestID, err)
+	}
+	if _, err := t.db.ExecContext(ctx, t.q.putSecret, requestID, sealed); err != nil {
+		return fmt.Errorf("put secret for request %s: %w", requestID, err)
+	}
+	return nil
+}
+
+// TakeSecret returns the sealed credentials for the request and deletes
+// them, or an error matching [lapse.ErrNotFound].
+func (t *tx) TakeSecret(ctx context.Context, requestID string) ([]byte, error) {
+	var sealed []byte
+	err := t.db.QueryRowContext(ctx, t.q.takeSecret, requestID).Scan(&sealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, lapse.NotFoundf("no credentials waiting for request %s", requestID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("take secret for request %s: %w", requestID, err)
+	}
+	return sealed, nil
+}
+
+// DeleteSecret deletes sealed credentials if there are any.
+func (t *tx) DeleteSecret(ctx context.Context, requestID string) error {
+	if _, err := t.db.ExecContext(ctx, t.q.deleteSecret, requestID); err != nil {
+		return fmt.Errorf("delete secret for request %s: %w", requestID, err)
+	}
+	return nil
+}
+
+// ReleaseClaims makes every request that owner holds a claim on, and that is
+// not in a terminal state, due at now and unclaimed, and counts that as a
+// change (UpdatedAt is now, Version increments). It returns how many it
+// released.
+func (t *tx) ReleaseClaims(ctx context.Context, owner string, now time.Time) (int, error) {
+	if owner == "" {
+		return 0, lapse.Invalidf("release claims: no owner given")
+	}
+	var e encoder
+	at := e.time(now)
+	if e.err != nil {
+		return 0, fmt.Errorf("release claims: %w", e.err)
+	}
+	res, err := t.db.ExecContext(ctx, t.q.releaseClaims, at, at, owner)
+	if err != nil {
+		return 0, fmt.Errorf("release claims of %s: %w", owner, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("release claims of %s: %w", owner, err)
+	}
+	return int(n), nil
+}
