@@ -1,0 +1,560 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/api"
+	"github.com/lapse-access/lapse/client"
+	"github.com/lapse-access/lapse/config"
+)
+
+// globals are the flags every client command shares.
+type globals struct {
+	server, token, output string
+	stdout, stderr        io.Writer
+	// now is the clock for relative times in output; time.Now if nil.
+	now func() time.Time
+}
+
+func (g *globals) client() (*client.Client, error) {
+	server := g.server
+	if server == "" {
+		server = os.Getenv("LAPSE_SERVER")
+	}
+	if server == "" {
+		server = "http://127.0.0.1:8080"
+	}
+	token := g.token
+	if token == "" {
+		token = os.Getenv("LAPSE_TOKEN")
+	}
+	if token == "" {
+		return nil, errors.New("no token: pass --token or set LAPSE_TOKEN")
+	}
+	if g.output != "text" && g.output != "json" {
+		return nil, fmt.Errorf("--output must be text or json, got %q", g.output)
+	}
+	return client.New(server, token), nil
+}
+
+func (g *globals) json() bool { return g.output == "json" }
+
+func (g *globals) printJSON(v any) error {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (g *globals) clock() time.Time {
+	if g.now != nil {
+		return g.now()
+	}
+	return time.Now()
+}
+
+// when formats t relative to now, with the absolute time.
+func (g *globals) when(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	d := t.Sub(g.clock()).Round(time.Second)
+	abs := t.UTC().Format("2006-01-02 15:04:05Z")
+	switch {
+	case d > 0:
+		return fmt.Sprintf("in %s (%s)", d, abs)
+	case d < 0:
+		return fmt.Sprintf("%s ago (%s)", -d, abs)
+	}
+	return "now (" + abs + ")"
+}
+
+// printRequest prints one request for humans, or as JSON.
+func (g *globals) printRequest(r api.Request) error {
+	if g.json() {
+		return g.printJSON(r)
+	}
+	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	line := func(k, v string) {
+		if v != "" && v != "-" {
+			fmt.Fprintf(w, "%s:\t%s\n", k, v)
+		}
+	}
+	line("id", r.ID)
+	line("state", string(r.State))
+	line("user", r.User)
+	line("resource", r.Resource)
+	line("role", r.Role)
+	line("duration", r.Duration)
+	line("reason", r.Reason)
+	line("ticket", r.Ticket)
+	line("requested", g.when(&r.CreatedAt))
+	line("starts", g.when(r.StartAt))
+	if r.State == lapse.StatePending {
+		line("approvals", fmt.Sprintf("%d of %d", len(r.Approvals), r.ApprovalsNeeded))
+		line("times out", g.when(r.PendingUntil))
+	}
+	for _, a := range r.Approvals {
+		s := a.By
+		if a.Comment != "" {
+			s += ": " + a.Comment
+		}
+		line("approved by", s)
+	}
+	line("active since", g.when(r.ActivatedAt))
+	line("expires", g.when(r.ExpiresAt))
+	line("ended", g.when(r.EndedAt))
+	line("end reason", string(r.EndReason))
+	line("ended by", r.EndedBy)
+	line("note", r.Note)
+	if r.Extension != nil {
+		line("extension", fmt.Sprintf("+%s waiting for %d of %d approvals (%s)", r.Extension.Duration, len(r.Extension.Approvals), r.Extension.ApprovalsNeeded, r.Extension.Reason))
+	}
+	if r.State == lapse.StateRevoking && r.LastError != "" {
+		line("revocation", fmt.Sprintf("NOT CONFIRMED after %d attempt(s): %s", r.Attempts, r.LastError))
+	} else if r.LastError != "" {
+		line("last error", r.LastError)
+	}
+	if r.Decision != nil && !r.Decision.Allow {
+		line("decision", strings.Join(r.Decision.Reasons, "; "))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if r.Credentials != nil {
+		printCredentials(g.stdout, r.Credentials)
+	} else if r.CredsWaiting {
+		fmt.Fprintf(g.stdout, "\nCredentials are waiting: run 'lapse credentials %s' (shown once).\n", r.ID)
+	}
+	return nil
+}
+
+func printCredentials(w io.Writer, c *lapse.Credentials) {
+	fmt.Fprintf(w, "\nCredentials (%s), shown once:\n%s\n", c.Kind, c.Value)
+	if c.Instructions != "" {
+		fmt.Fprintf(w, "%s\n", c.Instructions)
+	}
+}
+
+func (g *globals) printList(rs []api.Request) error {
+	if g.json() {
+		if rs == nil {
+			rs = []api.Request{}
+		}
+		return g.printJSON(rs)
+	}
+	if len(rs) == 0 {
+		fmt.Fprintln(g.stdout, "no requests")
+		return nil
+	}
+	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tSTATE\tUSER\tRESOURCE\tROLE\tDURATION\tEXPIRES\tREASON")
+	for _, r := range rs {
+		exp := "-"
+		switch r.State {
+		case lapse.StateActive:
+			exp = g.when(r.ExpiresAt)
+		case lapse.StateRevoking:
+			exp = "revoking"
+			if r.LastError != "" {
+				exp = "revoking, not confirmed: " + r.LastError
+			}
+		case lapse.StatePending:
+			exp = fmt.Sprintf("needs %d more approval(s)", r.ApprovalsNeeded-len(r.Approvals))
+		}
+		reason := r.Reason
+		if len(reason) > 40 {
+			reason = reason[:37] + "..."
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.State, r.User, r.Resource, r.Role, r.Duration, exp, reason)
+	}
+	return w.Flush()
+}
+
+func newRequest(g *globals) *cobra.Command {
+	var in api.SubmitRequest
+	var wait bool
+	var waitFor time.Duration
+	cmd := &cobra.Command{
+		Use:   "request RESOURCE --role ROLE --for DURATION --reason TEXT",
+		Short: "Ask for a role on a resource for a bounded time",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			in.Resource = args[0]
+			r, err := c.Submit(cmd.Context(), in)
+			if err != nil {
+				return err
+			}
+			if wait {
+				deadline := time.Now().Add(waitFor)
+				for !r.State.Terminal() && r.State != lapse.StateActive && time.Now().Before(deadline) {
+					if !g.json() {
+						fmt.Fprintf(g.stderr, "waiting: %s is %s\n", r.ID, r.State)
+					}
+					select {
+					case <-cmd.Context().Done():
+						return cmd.Context().Err()
+					case <-time.After(2 * time.Second):
+					}
+					if r, err = c.Get(cmd.Context(), r.ID); err != nil {
+						return err
+					}
+				}
+				if r.State == lapse.StateActive && r.CredsWaiting {
+					creds, err := c.Credentials(cmd.Context(), r.ID)
+					if err != nil {
+						return err
+					}
+					r.Credentials, r.CredsWaiting = creds, false
+				}
+			}
+			if err := g.printRequest(r); err != nil {
+				return err
+			}
+			if wait && r.State != lapse.StateActive {
+				return fmt.Errorf("request %s is %s", r.ID, r.State)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&in.Role, "role", "", "role to ask for (required)")
+	f.StringVar(&in.Duration, "for", "", "how long, e.g. 30m, 1h, 2d (required)")
+	f.StringVar(&in.Reason, "reason", "", "why you need it (required)")
+	f.StringVar(&in.Ticket, "ticket", "", "ticket or incident id")
+	f.StringVar(&in.StartAt, "at", "", "start the window later, at this RFC 3339 time")
+	f.BoolVar(&wait, "wait", false, "wait until the request is active (or ends) and fetch the credentials")
+	f.DurationVar(&waitFor, "wait-timeout", 24*time.Hour, "how long --wait waits")
+	for _, n := range []string{"role", "for", "reason"} {
+		_ = cmd.MarkFlagRequired(n)
+	}
+	return cmd
+}
+
+func newLs(g *globals) *cobra.Command {
+	var o client.ListOptions
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List requests you may see",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			rs, err := c.List(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			return g.printList(rs)
+		},
+	}
+	cmd.Flags().StringVar(&o.State, "state", "", "pending, active, ended, all, or a state name (default: not ended)")
+	cmd.Flags().BoolVar(&o.Mine, "mine", false, "only your own requests")
+	cmd.Flags().BoolVar(&o.ToApprove, "to-approve", false, "only requests waiting for your approval")
+	return cmd
+}
+
+// simple builds a command that takes one request id and prints the request.
+func simple(g *globals, use, short string, setup func(cmd *cobra.Command) func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error)) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(1)}
+	do := setup(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		r, err := do(c, cmd, args[0])
+		if err != nil {
+			return err
+		}
+		if err := g.printRequest(r); err != nil {
+			return err
+		}
+		if r.State == lapse.StateRevoking {
+			return fmt.Errorf("revocation of %s is not confirmed yet (%s); Lapse keeps retrying", r.ID, r.LastError)
+		}
+		return nil
+	}
+	return cmd
+}
+
+func newShow(g *globals) *cobra.Command {
+	return simple(g, "show ID", "Show one request", func(*cobra.Command) func(*client.Client, *cobra.Command, string) (api.Request, error) {
+		return func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error) { return c.Get(cmd.Context(), id) }
+	})
+}
+
+func newApprove(g *globals) *cobra.Command {
+	var comment string
+	return simple(g, "approve ID", "Approve a request (or its extension)", func(cmd *cobra.Command) func(*client.Client, *cobra.Command, string) (api.Request, error) {
+		cmd.Flags().StringVar(&comment, "comment", "", "comment recorded with the approval")
+		return func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error) {
+			return c.Approve(cmd.Context(), id, comment)
+		}
+	})
+}
+
+func newDeny(g *globals) *cobra.Command {
+	var reason string
+	return simple(g, "deny ID --reason TEXT", "Deny a request (or its extension)", func(cmd *cobra.Command) func(*client.Client, *cobra.Command, string) (api.Request, error) {
+		cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
+		_ = cmd.MarkFlagRequired("reason")
+		return func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error) {
+			return c.Deny(cmd.Context(), id, reason)
+		}
+	})
+}
+
+func newCancel(g *globals) *cobra.Command {
+	return simple(g, "cancel ID", "Withdraw a request that is not active yet", func(*cobra.Command) func(*client.Client, *cobra.Command, string) (api.Request, error) {
+		return func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error) { return c.Cancel(cmd.Context(), id) }
+	})
+}
+
+func newRelease(g *globals) *cobra.Command {
+	return simple(g, "release ID", "End your access now", func(*cobra.Command) func(*client.Client, *cobra.Command, string) (api.Request, error) {
+		return func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error) { return c.Release(cmd.Context(), id) }
+	})
+}
+
+func newRevoke(g *globals) *cobra.Command {
+	var reason string
+	return simple(g, "revoke ID --reason TEXT", "End someone's access now (admins)", func(cmd *cobra.Command) func(*client.Client, *cobra.Command, string) (api.Request, error) {
+		cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
+		_ = cmd.MarkFlagRequired("reason")
+		return func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error) {
+			return c.Revoke(cmd.Context(), id, reason)
+		}
+	})
+}
+
+func newExtend(g *globals) *cobra.Command {
+	var d, reason string
+	return simple(g, "extend ID --for DURATION --reason TEXT", "Ask for more time on an active grant", func(cmd *cobra.Command) func(*client.Client, *cobra.Command, string) (api.Request, error) {
+		cmd.Flags().StringVar(&d, "for", "", "how much more, e.g. 30m (required)")
+		cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
+		_ = cmd.MarkFlagRequired("for")
+		_ = cmd.MarkFlagRequired("reason")
+		return func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error) {
+			return c.Extend(cmd.Context(), id, d, reason)
+		}
+	})
+}
+
+func newCredentials(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "credentials ID",
+		Short: "Fetch the credentials waiting for you (once)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			creds, err := c.Credentials(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return g.printJSON(creds)
+			}
+			printCredentials(g.stdout, creds)
+			return nil
+		},
+	}
+}
+
+func newCheck(g *globals) *cobra.Command {
+	var in api.CheckRequest
+	cmd := &cobra.Command{
+		Use:   "check --user U --resource R --role ROLE",
+		Short: "Exit 0 if the access is active now, 1 if not",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			out, err := c.Check(cmd.Context(), in)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				if err := g.printJSON(out); err != nil {
+					return err
+				}
+			} else if out.Active {
+				fmt.Fprintf(g.stdout, "active: %s has %s on %s until %s (request %s)\n", out.User, out.Role, out.Resource, out.ExpiresAt.UTC().Format(time.RFC3339), out.RequestID)
+			} else {
+				msg := fmt.Sprintf("not active: %s has no %s on %s now", out.User, out.Role, out.Resource)
+				if out.Reason != "" {
+					msg = "not active: " + out.Reason
+				}
+				fmt.Fprintln(g.stdout, msg)
+			}
+			if !out.Active {
+				return exitError{1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&in.User, "user", "", "user")
+	cmd.Flags().StringVar(&in.Resource, "resource", "", "resource")
+	cmd.Flags().StringVar(&in.Role, "role", "", "role")
+	cmd.Flags().StringVar(&in.Token, "access-token", "", "check a Lapse-issued access token instead")
+	return cmd
+}
+
+func newAudit(g *globals) *cobra.Command {
+	var o client.AuditOptions
+	var since string
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Read the audit log",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if since != "" {
+				if d, err := config.ParseDuration(since); err == nil {
+					o.Since = g.clock().Add(-d).UTC().Format(time.RFC3339Nano)
+				} else if _, err := time.Parse(time.RFC3339, since); err == nil {
+					o.Since = since
+				} else {
+					return fmt.Errorf("--since: want a duration (30m, 2d) or an RFC 3339 time, got %q", since)
+				}
+			}
+			evs, err := c.AuditAll(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				if evs == nil {
+					evs = []lapse.AuditEvent{}
+				}
+				return g.printJSON(evs)
+			}
+			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "SEQ\tTIME\tEVENT\tACTOR\tREQUEST\tUSER\tRESOURCE/ROLE\tSTATE\tDETAILS")
+			for _, e := range evs {
+				state := string(e.To)
+				if e.From != "" && e.From != e.To {
+					state = string(e.From) + "→" + string(e.To)
+				}
+				res := e.Resource
+				if e.Role != "" {
+					res += "/" + e.Role
+				}
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.UTC().Format("2006-01-02 15:04:05Z"), e.Type, e.Actor, e.RequestID, e.User, res, state, string(e.Data))
+			}
+			return w.Flush()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&since, "since", "", "only events since this long ago (1h, 7d) or this RFC 3339 time")
+	f.StringVar(&o.User, "user", "", "only events about this user")
+	f.StringVar(&o.Resource, "resource", "", "only events about this resource")
+	f.StringVar(&o.Request, "request", "", "only events about this request")
+	f.StringVar(&o.Type, "type", "", "only events of this type")
+	cmd.AddCommand(&cobra.Command{
+		Use:   "verify",
+		Short: "Verify that the audit log is untampered (exit 1 if not)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			v, err := c.VerifyAudit(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				if err := g.printJSON(v); err != nil {
+					return err
+				}
+			} else if v.OK {
+				fmt.Fprintf(g.stdout, "audit log OK: %d records, head %s\n", v.Records, v.Head)
+			} else {
+				fmt.Fprintf(g.stdout, "audit log BROKEN: %s\n", v.Error)
+			}
+			if !v.OK {
+				return exitError{1}
+			}
+			return nil
+		},
+	})
+	return cmd
+}
+
+func newWhoami(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "whoami",
+		Short: "Show who the server thinks you are",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			w, err := c.Whoami(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return g.printJSON(w)
+			}
+			admin := ""
+			if w.Admin {
+				admin = " (admin)"
+			}
+			fmt.Fprintf(g.stdout, "%s%s, groups: %s\n", w.Name, admin, strings.Join(w.Groups, ", "))
+			return nil
+		},
+	}
+}
+
+func newResources(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "resources",
+		Short: "List the resources and roles you can ask for",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			rs, err := c.Resources(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return g.printJSON(rs)
+			}
+			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "RESOURCE\tROLE\tMAX\tAPPROVALS\tAPPROVERS\tREQUESTERS")
+			for _, r := range rs {
+				for _, ro := range r.Roles {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Name, ro.Name, ro.MaxDuration, ro.Approvals, strings.Join(ro.Approvers, ","), strings.Join(ro.Requesters, ","))
+				}
+			}
+			return w.Flush()
+		},
+	}
+}

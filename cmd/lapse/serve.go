@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/broker"
+	"github.com/lapse-access/lapse/config"
+	"github.com/lapse-access/lapse/connector/token"
+	"github.com/lapse-access/lapse/expiry"
+	"github.com/lapse-access/lapse/httpapi"
+	"github.com/lapse-access/lapse/policy"
+	"github.com/lapse-access/lapse/seal"
+	"github.com/lapse-access/lapse/sqlstore"
+)
+
+type serveFlags struct {
+	config, data, listen string
+	demo                 bool
+	logFormat, logLevel  string
+}
+
+func newServe(g *globals) *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve [--config FILE] [--data DIR] [--listen ADDR] [--demo]",
+		Short: "Run the Lapse server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return serve(cmd.Context(), f, g.stdout, g.stderr)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "config file (lapse.yaml)")
+	fl.StringVar(&f.data, "data", "", "data directory (overrides server.data_dir)")
+	fl.StringVar(&f.listen, "listen", "", "address to listen on (overrides server.listen)")
+	fl.BoolVar(&f.demo, "demo", false, "run a demo with no config: temporary data, demo users and resources")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, got %q", format)
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return config.Parse(path, b, connectorTypes())
+}
+
+func serve(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error {
+	logger, err := newLogger(stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	var cfg *config.Config
+	var demo *demoSetup
+	switch {
+	case f.demo && f.config != "":
+		return errors.New("--demo and --config exclude each other")
+	case f.demo:
+		if demo, err = newDemo(); err != nil {
+			return err
+		}
+		cfg = demo.config
+		if f.data == "" {
+			dir, err := os.MkdirTemp("", "lapse-demo-")
+			if err != nil {
+				return fmt.Errorf("create demo data dir: %w", err)
+			}
+			defer os.RemoveAll(dir)
+			cfg.Server.DataDir = dir
+		}
+	case f.config == "":
+		return errors.New("no config: pass --config lapse.yaml, or --demo to try Lapse")
+	default:
+		if cfg, err = loadConfig(f.config); err != nil {
+			return err
+		}
+	}
+	if f.data != "" {
+		cfg.Server.DataDir = f.data
+	}
+	if f.listen != "" {
+		cfg.Server.Listen = f.listen
+	}
+
+	app, err := openApp(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	url := "http://" + ln.Addr().String()
+	logger.Info("serving", "addr", ln.Addr().String(), "data_dir", cfg.Server.DataDir, "resources", len(cfg.Resources), "users", len(cfg.Users))
+	if demo != nil {
+		demo.printIntro(stdout, url)
+	}
+	return app.Serve(ctx, ln)
+}
+
+// app is a wired Lapse server.
+type app struct {
+	store     *sqlstore.Store
+	scheduler *expiry.Scheduler
+	broker    *broker.Broker
+	http      *http.Server
+	logger    *slog.Logger
+	unlock    func()
+}
+
+func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
+	dir := cfg.Server.DataDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
+	tokenKey, err := token.LoadOrCreateKey(filepath.Join(dir, "token.key"))
+	if err != nil {
+		return nil, err
+	}
+	sealKey, err := seal.LoadOrCreateKey(filepath.Join(dir, "seal.key"))
+	if err != nil {
+		return nil, err
+	}
+	box, err := seal.New(sealKey)
+	if err != nil {
+		return nil, err
+	}
+	store, err := sqlstore.OpenSQLite(ctx, filepath.Join(dir, "lapse.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	tokens := token.New(tokenKey, cfg.Server.Issuer)
+	conns := map[string]lapse.Connector{}
+	for _, c := range cfg.Connectors {
+		switch c.Type {
+		case "token":
+			conns[c.Name] = tokens
+		default:
+			store.Close()
+			return nil, fmt.Errorf("connector %q: type %q cannot be served", c.Name, c.Type)
+		}
+	}
+	catalog := &lapse.Catalog{Resources: cfg.Resources}
+	target := func(resource, role string) (lapse.Connector, any, error) {
+		res, ro, err := catalog.Lookup(resource, role)
+		if err != nil {
+			return nil, nil, lapse.Unrecoverable(err)
+		}
+		c, ok := conns[res.Connector]
+		if !ok {
+			return nil, nil, lapse.Unrecoverable(fmt.Errorf("resource %s: no connector %q", resource, res.Connector))
+		}
+		return c, ro.Settings, nil
+	}
+	clock := lapse.SystemClock{}
+	sched := &expiry.Scheduler{
+		Store: store, Target: target, Clock: clock, Sealer: box, Owner: "local",
+		Logger: logger.With("system", "expiry"),
+	}
+	b := &broker.Broker{
+		Store: store, Catalog: catalog, Decider: policy.Rules{}, Executor: sched, Target: target,
+		Sealer: box, Clock: clock, Owner: "local", PendingTTL: cfg.Server.PendingTTL,
+		Logger: logger.With("system", "broker"),
+	}
+	users := map[[32]byte]lapse.Principal{}
+	for _, u := range cfg.Users {
+		admin := slices.ContainsFunc(u.Groups, func(g string) bool { return slices.Contains(cfg.AdminGroups, g) })
+		users[u.TokenSHA256] = lapse.Principal{Name: u.Name, Groups: u.Groups, Admin: admin}
+	}
+	api := &httpapi.Server{
+		Broker: b, Auth: httpapi.NewStaticTokens(users), Tokens: tokenVerifier{tokens},
+		Logger: logger.With("system", "http"), ParseDuration: config.ParseDuration,
+		Ready: func(ctx context.Context) error {
+			_, _, err := store.NextDue(ctx)
+			return err
+		},
+	}
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return &app{store: store, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock}, nil
+}
+
+// Serve runs the scheduler and the HTTP server on ln until ctx ends, then
+// shuts both down.
+func (a *app) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := a.scheduler.Run(ctx); err != nil {
+			a.logger.Error("scheduler stopped", "err", err)
+			cancel()
+		}
+	})
+	errc := make(chan error, 1)
+	go func() { errc <- a.http.Serve(ln) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer done()
+	if serr := a.http.Shutdown(shutdownCtx); serr != nil {
+		a.logger.Warn("shutdown", "err", serr)
+	}
+	cancel()
+	wg.Wait()
+	a.logger.Info("stopped")
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Close releases the store and the data dir.
+func (a *app) Close() error {
+	err := a.store.Close()
+	a.unlock()
+	return err
+}
+
+// lockDir takes an exclusive lock on the data dir, so that two servers never
+// share one embedded database.
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another lapse server", dir)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// tokenVerifier adapts the token connector to the HTTP API.
+type tokenVerifier struct{ c *token.Connector }
+
+func (t tokenVerifier) VerifyToken(s string) (id, user, resource, role string, err error) {
+	cl, err := t.c.Verify(s)
+	if err != nil {
+		return "", "", "", "", err
+	}
+	if len(cl.Audience) != 1 {
+		return "", "", "", "", errors.New("token has no single audience")
+	}
+	return cl.ID, cl.Subject, cl.Audience[0], cl.Role, nil
+}
+
+func (t tokenVerifier) JWKS() []byte { return t.c.JWKS() }
+
+// newToken returns a random bearer token and its SHA-256.
+func newToken(prefix string) (string, [32]byte) {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	tok := prefix + "_" + hex.EncodeToString(b[:])
+	return tok, sha256.Sum256([]byte(tok))
+}
