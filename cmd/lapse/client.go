@@ -294,7 +294,9 @@ func simple(g *globals, use, short string, setup func(cmd *cobra.Command) func(c
 
 func newShow(g *globals) *cobra.Command {
 	return simple(g, "show ID", "Show one request", func(*cobra.Command) func(*client.Client, *cobra.Command, string) (api.Request, error) {
-		return func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error) { return c.Get(cmd.Context(), id) }
+		return func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error) {
+			return c.Get(cmd.Context(), id)
+		}
 	})
 }
 
@@ -321,13 +323,17 @@ func newDeny(g *globals) *cobra.Command {
 
 func newCancel(g *globals) *cobra.Command {
 	return simple(g, "cancel ID", "Withdraw a request that is not active yet", func(*cobra.Command) func(*client.Client, *cobra.Command, string) (api.Request, error) {
-		return func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error) { return c.Cancel(cmd.Context(), id) }
+		return func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error) {
+			return c.Cancel(cmd.Context(), id)
+		}
 	})
 }
 
 func newRelease(g *globals) *cobra.Command {
 	return simple(g, "release ID", "End your access now", func(*cobra.Command) func(*client.Client, *cobra.Command, string) (api.Request, error) {
-		return func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error) { return c.Release(cmd.Context(), id) }
+		return func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error) {
+			return c.Release(cmd.Context(), id)
+		}
 	})
 }
 
