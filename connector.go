@@ -81,3 +81,12 @@ type Sealer interface {
 	Seal(plaintext, aad []byte) ([]byte, error)
 	Open(sealed, aad []byte) ([]byte, error)
 }
+
+// LocalRevoker is implemented by connectors whose access exists only in
+// Lapse's own records, such as the token connector, whose tokens are
+// refused by /v1/check once their grant is no longer active. Their Revoke
+// and VerifyGone do no I/O, so the scheduler calls them inside the
+// transaction that ends an expired grant instead of claiming it first.
+type LocalRevoker interface {
+	RevokesLocally() bool
+}

@@ -35,7 +35,8 @@ type Scheduler struct {
 	Lease time.Duration
 	// CallTimeout bounds each connector call; default 30 s.
 	CallTimeout time.Duration
-	// BatchSize is how many due requests one transaction claims; default 500.
+	// BatchSize is how many due requests one transaction claims; default
+	// 2000.
 	BatchSize int
 	// Concurrency bounds connector calls in flight; default 16.
 	Concurrency int
@@ -49,6 +50,12 @@ type Scheduler struct {
 	// StuckAfter is the number of failed revocation attempts after which
 	// each further failure is logged as an error; default 10.
 	StuckAfter int
+	// Coalesce is the least time between two busy passes over due work
+	// that the timer starts, so that a dense stream of expiries is claimed
+	// in batches rather than one transaction each; default 100 ms. A pass
+	// that found little to do does not delay the next, and Notify starts a
+	// pass at once.
+	Coalesce time.Duration
 	// OnEnded, if set, is called after a grant's revocation is confirmed.
 	OnEnded func(r lapse.Request)
 
@@ -75,7 +82,7 @@ func (s *Scheduler) init() {
 			s.CallTimeout = 30 * time.Second
 		}
 		if s.BatchSize <= 0 {
-			s.BatchSize = 500
+			s.BatchSize = 2000
 		}
 		if s.Concurrency <= 0 {
 			s.Concurrency = 16
@@ -92,6 +99,9 @@ func (s *Scheduler) init() {
 		if s.StuckAfter <= 0 {
 			s.StuckAfter = 10
 		}
+		if s.Coalesce <= 0 {
+			s.Coalesce = 100 * time.Millisecond
+		}
 	})
 }
 
@@ -105,16 +115,20 @@ func (s *Scheduler) Notify() {
 	}
 }
 
-// Run processes due work until ctx is cancelled, then waits for connector
-// calls in flight and returns nil. It first releases claims left by a crash
-// of this owner and processes everything already overdue.
-func (s *Scheduler) Run(ctx context.Context) error {
+// busyPass is the number of due requests in one pass from which the next
+// pass waits for Coalesce.
+const busyPass = 16
+
+// Recover releases the claims that a crash of this owner left behind, so
+// that their work is done again at once rather than when their leases end.
+// Call it once at start, before Run and before anything else claims work
+// under this owner.
+func (s *Scheduler) Recover(ctx context.Context) error {
 	s.init()
-	now := s.Clock.Now()
 	var released int
 	err := s.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
 		var err error
-		released, err = tx.ReleaseClaims(ctx, s.Owner, now)
+		released, err = tx.ReleaseClaims(ctx, s.Owner, s.Clock.Now())
 		return err
 	})
 	if err != nil {
@@ -123,7 +137,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if released > 0 {
 		s.Logger.Info("released claims left by a previous run", "count", released)
 	}
+	return nil
+}
 
+// Run processes due work until ctx is cancelled, then waits for connector
+// calls in flight and returns nil. Everything already overdue is processed
+// first.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.init()
 	work := make(chan lapse.Request, s.BatchSize)
 	results := make(chan result, s.BatchSize)
 	var workers, completer sync.WaitGroup
@@ -144,7 +165,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 	var timer lapse.Timer
 	for {
-		if err := s.drain(ctx, work); err != nil && ctx.Err() == nil {
+		lastPass := s.Clock.Now()
+		seen, err := s.drain(ctx, work)
+		if err != nil && ctx.Err() == nil {
 			s.Logger.Error("claim due work", "err", err)
 		}
 		if timer != nil {
@@ -160,6 +183,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		var fire <-chan time.Time
 		if ok {
+			// Under load, wait a little so that the next pass claims a
+			// batch; a quiet scheduler acts at the due instant.
+			if earliest := lastPass.Add(s.Coalesce); seen >= busyPass && next.Before(earliest) {
+				next = earliest
+			}
 			timer = s.Clock.NewTimer(next.Sub(s.Clock.Now()))
 			fire = timer.C()
 		} else {
@@ -179,24 +207,26 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 // drain claims every due request, batch by batch, and hands connector work
 // to the workers.
-func (s *Scheduler) drain(ctx context.Context, work chan<- lapse.Request) error {
+func (s *Scheduler) drain(ctx context.Context, work chan<- lapse.Request) (int, error) {
+	total := 0
 	for ctx.Err() == nil {
 		claimed, n, err := s.claimDue(ctx)
+		total += n
 		if err != nil {
-			return err
+			return total, err
 		}
 		for _, r := range claimed {
 			select {
 			case work <- r:
 			case <-ctx.Done():
-				return nil
+				return total, nil
 			}
 		}
 		if n < s.BatchSize {
-			return nil
+			return total, nil
 		}
 	}
-	return nil
+	return total, nil
 }
 
 // claimDue moves one batch of due requests forward in one transaction:
@@ -204,33 +234,34 @@ func (s *Scheduler) drain(ctx context.Context, work chan<- lapse.Request) error 
 // that need a connector call are claimed. It returns the claimed requests
 // and how many due requests it saw.
 func (s *Scheduler) claimDue(ctx context.Context) ([]lapse.Request, int, error) {
-	var claimed []lapse.Request
+	var claimed, ended []lapse.Request
 	var seen int
 	err := s.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
-		claimed = claimed[:0]
+		claimed, ended = claimed[:0], ended[:0]
 		now := s.Clock.Now()
 		due, err := tx.DueRequests(ctx, now, s.BatchSize)
 		if err != nil {
 			return err
 		}
 		seen = len(due)
-		evs := make([]lapse.AuditEvent, 0, len(due))
+		evs := make([]lapse.AuditEvent, 0, 2*len(due))
 		for _, r := range due {
-			next, ev, claim, err := s.advance(r, now)
+			st, err := s.advance(ctx, r, now)
 			if err != nil {
 				return fmt.Errorf("advance request %s: %w", r.ID, err)
 			}
-			if err := tx.UpdateRequest(ctx, &next); err != nil {
+			if err := tx.UpdateRequest(ctx, &st.next); err != nil {
 				if errors.Is(err, lapse.ErrConflict) {
 					continue
 				}
 				return err
 			}
-			if ev != nil {
-				evs = append(evs, *ev)
+			evs = append(evs, st.events...)
+			if st.claim {
+				claimed = append(claimed, st.next)
 			}
-			if claim {
-				claimed = append(claimed, next)
+			if st.next.State == lapse.StateEnded {
+				ended = append(ended, st.next)
 			}
 		}
 		return tx.AppendAudit(ctx, evs...)
@@ -238,50 +269,102 @@ func (s *Scheduler) claimDue(ctx context.Context) ([]lapse.Request, int, error) 
 	if err != nil {
 		return nil, 0, err
 	}
+	if s.OnEnded != nil {
+		for _, r := range ended {
+			s.OnEnded(r)
+		}
+	}
 	return claimed, seen, nil
 }
 
-// advance decides what a due request needs: the new value to store, the
-// audit event of a state change, and whether a connector call follows.
-func (s *Scheduler) advance(r lapse.Request, now time.Time) (lapse.Request, *lapse.AuditEvent, bool, error) {
+// step is what advance decided for one due request.
+type step struct {
+	// next is the value to store; events record its state changes.
+	next   lapse.Request
+	events []lapse.AuditEvent
+	// claim says a connector call follows.
+	claim bool
+}
+
+// advance decides what a due request needs.
+func (s *Scheduler) advance(ctx context.Context, r lapse.Request, now time.Time) (step, error) {
 	switch r.State {
 	case lapse.StatePending:
 		if now.Before(r.PendingUntil) {
 			r.NextAt = r.PendingUntil
-			return r, nil, false, nil
+			return step{next: r}, nil
 		}
 		next, err := r.TimeOut(now)
 		if err != nil {
-			return r, nil, false, err
+			return step{}, err
 		}
 		ev := lapse.NewAuditEvent(lapse.EvTimedOut, "lapse", r.State, next, map[string]any{"pending_until": r.PendingUntil}, now)
-		return next, &ev, false, nil
+		return step{next: next, events: []lapse.AuditEvent{ev}}, nil
 	case lapse.StateApproved:
 		if r.StartAt.After(now) {
 			r.NextAt = r.StartAt
-			return r, nil, false, nil
+			return step{next: r}, nil
 		}
 		next, err := r.Claim(s.Owner, now, s.Lease)
-		return next, nil, true, err
+		return step{next: next, claim: true}, err
 	case lapse.StateActive:
 		if now.Before(r.ExpiresAt) {
 			r.NextAt = r.ExpiresAt
-			return r, nil, false, nil
+			return step{next: r}, nil
 		}
 		next, err := r.Expire(now)
 		if err != nil {
-			return r, nil, false, err
+			return step{}, err
 		}
-		ev := lapse.NewAuditEvent(lapse.EvExpired, "lapse", r.State, next, map[string]any{"expires_at": r.ExpiresAt}, now)
+		expired := lapse.NewAuditEvent(lapse.EvExpired, "lapse", r.State, next, map[string]any{"expires_at": r.ExpiresAt}, now)
+		if receipt, ok := s.revokeLocally(ctx, next); ok {
+			ended, err := next.ConfirmRevoked(now)
+			if err != nil {
+				return step{}, err
+			}
+			return step{next: ended, events: []lapse.AuditEvent{expired, endedEvent(next, ended, receipt, now)}}, nil
+		}
 		next, err = next.Claim(s.Owner, now, s.Lease)
-		return next, &ev, true, err
+		return step{next: next, events: []lapse.AuditEvent{expired}, claim: true}, err
 	case lapse.StateRevoking:
 		next, err := r.Claim(s.Owner, now, s.Lease)
-		return next, nil, true, err
+		return step{next: next, claim: true}, err
 	default:
 		r.NextAt, r.Owner = time.Time{}, ""
-		return r, nil, false, nil
+		return step{next: r}, nil
 	}
+}
+
+// revokeLocally revokes a grant whose connector keeps its access only in
+// Lapse's own records, inside the transaction that ends it. It reports
+// false when the connector is not such a one or the revocation failed; the
+// grant is then revoked by a worker as usual.
+func (s *Scheduler) revokeLocally(ctx context.Context, r lapse.Request) (map[string]string, bool) {
+	c, g, err := s.grant(r, r.ExpiresAt)
+	if err != nil {
+		return nil, false
+	}
+	lr, ok := c.(lapse.LocalRevoker)
+	if !ok || !lr.RevokesLocally() {
+		return nil, false
+	}
+	if err := c.Revoke(ctx, g); err != nil {
+		return nil, false
+	}
+	receipt, err := c.VerifyGone(ctx, g)
+	if err != nil {
+		return nil, false
+	}
+	return receipt, true
+}
+
+// endedEvent records a confirmed revocation of r (revoking), now ended.
+func endedEvent(r, ended lapse.Request, receipt map[string]string, now time.Time) lapse.AuditEvent {
+	data := map[string]any{"end_reason": r.EndReason, "receipt": receipt}
+	if r.EndReason == lapse.EndExpired {
+		data["lag_ms"] = float64(now.Sub(r.ExpiresAt).Microseconds()) / 1000
+	}
+	return lapse.NewAuditEvent(lapse.EvEnded, "lapse", r.State, ended, data, now)
 }
 
 // result is the outcome of one connector step, applied in a transaction.
@@ -407,12 +490,7 @@ func (s *Scheduler) revoke(ctx context.Context, r lapse.Request) result {
 	if err == nil {
 		return result{claimed: r, done: true, apply: func(now time.Time) (lapse.Request, lapse.AuditEvent, error) {
 			next, err := r.ConfirmRevoked(now)
-			data := map[string]any{"end_reason": r.EndReason, "receipt": receipt}
-			if r.EndReason == lapse.EndExpired {
-				data["lag_ms"] = float64(now.Sub(r.ExpiresAt).Microseconds()) / 1000
-			}
-			ev := lapse.NewAuditEvent(lapse.EvEnded, "lapse", r.State, next, data, now)
-			return next, ev, err
+			return next, endedEvent(r, next, receipt, now), err
 		}}
 	}
 	if ctx.Err() != nil {
@@ -463,10 +541,19 @@ func (s *Scheduler) complete(ctx context.Context, results <-chan result) {
 			}
 		}
 		// Commit even while shutting down, so finished work is recorded.
-		if _, err := s.commit(context.WithoutCancel(ctx), batch); err != nil {
+		stored, err := s.commit(context.WithoutCancel(ctx), batch)
+		if err != nil {
 			s.Logger.Error("record connector results", "count", len(batch), "err", err)
+			continue
 		}
-		s.Notify()
+		// A new due time (an activation's expiry, a retry) may be earlier
+		// than the timer; confirmed revocations have none.
+		for _, r := range stored {
+			if !r.NextAt.IsZero() {
+				s.Notify()
+				break
+			}
+		}
 	}
 }
 

@@ -77,6 +77,9 @@ func (e *env) open() {
 }
 
 func (e *env) run() {
+	if err := e.sched.Recover(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})
 	go func() {

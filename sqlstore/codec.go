@@ -73,6 +73,23 @@ func requestValues(r *lapse.Request) ([]any, error) {
 	return v, nil
 }
 
+// mutableValues returns the values of the columns that UpdateRequest sets,
+// in its order: the fields the state machine changes.
+func mutableValues(r *lapse.Request) ([]any, error) {
+	var e encoder
+	v := []any{
+		int64(r.Duration), e.time(r.StartAt), string(r.State), e.time(r.UpdatedAt),
+		e.time(r.PendingUntil), r.ApprovalsNeeded, e.json(r.Approvals, len(r.Approvals) == 0),
+		e.time(r.ActivatedAt), e.time(r.ExpiresAt), e.time(r.EndedAt),
+		string(r.EndReason), r.EndedBy, r.Note, e.json(r.Extension, r.Extension == nil),
+		r.Ref, r.Attempts, e.time(r.NextAt), r.Owner, r.LastError, r.CredentialsWaiting,
+	}
+	if e.err != nil {
+		return nil, fmt.Errorf("request %s: %w", r.ID, e.err)
+	}
+	return v, nil
+}
+
 // scanner is a *sql.Row or *sql.Rows.
 type scanner interface{ Scan(dest ...any) error }
 

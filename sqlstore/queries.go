@@ -22,6 +22,12 @@ const requestColumns = `id, user_name, resource, role, reason, ticket, duration,
 const auditColumns = `seq, time, type, actor, request_id, user_name, resource, role,
 	from_state, to_state, data, prev_hash, hash`
 
+// auditColumnCount is the number of [auditColumns].
+const auditColumnCount = 13
+
+// auditInsertChunk is how many audit rows one INSERT writes at most.
+const auditInsertChunk = 64
+
 // queries holds the fixed queries in the dialect's placeholders. Queries that
 // depend on a filter are built when they run.
 type queries struct {
@@ -38,6 +44,33 @@ type queries struct {
 	putSecret     string
 	takeSecret    string
 	deleteSecret  string
+
+	// auditRows[n] inserts n audit rows; built on first use.
+	auditRowsMu sync.Mutex
+	auditRows   map[int]string
+	dialect     *dialect
+}
+
+// insertAuditRows returns the statement that inserts n audit rows.
+func (q *queries) insertAuditRows(n int) string {
+	if n == 1 {
+		return q.insertAudit
+	}
+	q.auditRowsMu.Lock()
+	defer q.auditRowsMu.Unlock()
+	if s, ok := q.auditRows[n]; ok {
+		return s
+	}
+	rows := make([]string, n)
+	for i := range rows {
+		rows[i] = "(" + placeholders(auditColumnCount) + ")"
+	}
+	s := q.dialect.sql(`INSERT INTO audit (` + auditColumns + `) VALUES ` + strings.Join(rows, ", "))
+	if q.auditRows == nil {
+		q.auditRows = map[int]string{}
+	}
+	q.auditRows[n] = s
+	return s
 }
 
 func newQueries(d *dialect) *queries {
@@ -48,19 +81,21 @@ func newQueries(d *dialect) *queries {
 		}
 	}
 	return &queries{
+		dialect:    d,
 		getRequest: d.sql(`SELECT ` + requestColumns + ` FROM requests WHERE id = ?`),
 		insertRequest: d.sql(`INSERT INTO requests (` + requestColumns + `)
 			VALUES (` + placeholders(28) + `) ON CONFLICT (id) DO NOTHING`),
+		// Only the columns the state machine changes: SQLite rewrites every
+		// index on a column that an UPDATE sets, changed or not.
 		updateRequest: d.sql(`UPDATE requests SET
-			user_name = ?, resource = ?, role = ?, reason = ?, ticket = ?, duration = ?,
-			start_at = ?, state = ?, created_at = ?, updated_at = ?, pending_until = ?,
+			duration = ?, start_at = ?, state = ?, updated_at = ?, pending_until = ?,
 			approvals_needed = ?, approvals = ?, activated_at = ?, expires_at = ?,
 			ended_at = ?, end_reason = ?, ended_by = ?, note = ?, extension = ?, ref = ?,
 			attempts = ?, next_at = ?, owner = ?, last_error = ?, credentials_waiting = ?,
 			version = version + 1
 			WHERE id = ? AND version = ?`),
 		activeGrant: d.sql(`SELECT ` + requestColumns + ` FROM requests
-			WHERE user_name = ? AND resource = ? AND role = ? AND state = ? AND expires_at > ?
+			WHERE user_name = ? AND resource = ? AND role = ? AND state = 'active' AND expires_at > ?
 			ORDER BY expires_at DESC, id LIMIT 1`),
 		nextDue: d.sql(`SELECT MIN(next_at) FROM requests WHERE next_at IS NOT NULL`),
 		dueRequests: d.sql(`SELECT ` + requestColumns + ` FROM requests
@@ -70,7 +105,7 @@ func newQueries(d *dialect) *queries {
 			WHERE owner = ? AND owner <> '' AND state NOT IN (` + strings.Join(terminal, ", ") + `)`),
 		auditHead: d.sql(`SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`),
 		insertAudit: d.sql(`INSERT INTO audit (` + auditColumns + `)
-			VALUES (` + placeholders(13) + `)`),
+			VALUES (` + placeholders(auditColumnCount) + `)`),
 		requestExists: d.sql(`SELECT 1 FROM requests WHERE id = ?`),
 		putSecret: d.sql(`INSERT INTO secrets (request_id, sealed) VALUES (?, ?)
 			ON CONFLICT (request_id) DO UPDATE SET sealed = excluded.sealed`),

@@ -126,7 +126,7 @@ func (r *reader) ActiveGrant(ctx context.Context, user, resource, role string, n
 	if e.err != nil {
 		return lapse.Request{}, fmt.Errorf("active grant: %w", e.err)
 	}
-	row := r.db.QueryRowContext(ctx, r.q.activeGrant, user, resource, role, string(lapse.StateActive), at)
+	row := r.db.QueryRowContext(ctx, r.q.activeGrant, user, resource, role, at)
 	req, err := scanRequest(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return lapse.Request{}, lapse.NotFoundf("%s has no active grant of %s on %s", user, role, resource)

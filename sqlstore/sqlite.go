@@ -33,6 +33,9 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 		"_journal_mode": {"WAL"},
 		"_synchronous":  {"NORMAL"},
 		"_txlock":       {"immediate"},
+		// The writer keeps the hot part of the tables and indexes in memory:
+		// the default 2 MB cache makes every batch read and spill pages.
+		"_pragma": {"cache_size(-65536)"},
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)

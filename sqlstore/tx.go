@@ -56,7 +56,7 @@ func (t *tx) CreateRequest(ctx context.Context, r *lapse.Request) error {
 // increments r.Version. A changed version is an error matching
 // [lapse.ErrConflict]; a missing request one matching [lapse.ErrNotFound].
 func (t *tx) UpdateRequest(ctx context.Context, r *lapse.Request) error {
-	vals, err := requestValues(r)
+	vals, err := mutableValues(r)
 	if err != nil {
 		return fmt.Errorf("update request: %w", err)
 	}
@@ -118,19 +118,27 @@ func (t *tx) AppendAudit(ctx context.Context, evs ...lapse.AuditEvent) error {
 	if err := t.loadHead(ctx); err != nil {
 		return fmt.Errorf("append audit: %w", err)
 	}
-	for _, ev := range evs {
-		ev.Seq = t.head.seq + 1
-		ev.PrevHash = t.head.hash
-		ev.Hash = ev.ComputeHash(t.head.hash)
-		vals, err := auditValues(&ev)
-		if err != nil {
-			return fmt.Errorf("append audit: %w", err)
+	// Many rows per statement: the per-statement cost dominates small rows.
+	for len(evs) > 0 {
+		n := min(len(evs), auditInsertChunk)
+		args := make([]any, 0, n*auditColumnCount)
+		for i := range evs[:n] {
+			ev := evs[i]
+			ev.Seq = t.head.seq + 1
+			ev.PrevHash = t.head.hash
+			ev.Hash = ev.ComputeHash(t.head.hash)
+			vals, err := auditValues(&ev)
+			if err != nil {
+				return fmt.Errorf("append audit: %w", err)
+			}
+			args = append(args, vals...)
+			t.head = auditHead{seq: ev.Seq, hash: ev.Hash}
 		}
-		if _, err := t.db.ExecContext(ctx, t.q.insertAudit, vals...); err != nil {
-			return fmt.Errorf("append audit record %d: %w", ev.Seq, err)
+		if _, err := t.db.ExecContext(ctx, t.q.insertAuditRows(n), args...); err != nil {
+			return fmt.Errorf("append audit records up to %d: %w", t.head.seq, err)
 		}
-		t.head = auditHead{seq: ev.Seq, hash: ev.Hash}
 		t.appended = true
+		evs = evs[n:]
 	}
 	return nil
 }

@@ -175,6 +175,11 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			store.Close()
+		}
+	}()
 	tokens := token.New(tokenKey, cfg.Server.Issuer)
 	conns := map[string]lapse.Connector{}
 	for _, c := range cfg.Connectors {
@@ -182,7 +187,6 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		case "token":
 			conns[c.Name] = tokens
 		default:
-			store.Close()
 			return nil, fmt.Errorf("connector %q: type %q cannot be served", c.Name, c.Type)
 		}
 	}
@@ -202,6 +206,10 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 	sched := &expiry.Scheduler{
 		Store: store, Target: target, Clock: clock, Sealer: box, Owner: "local",
 		Logger: logger.With("system", "expiry"),
+	}
+	// Nothing claims work before this: the server is not serving yet.
+	if err := sched.Recover(ctx); err != nil {
+		return nil, err
 	}
 	b := &broker.Broker{
 		Store: store, Catalog: catalog, Decider: policy.Rules{}, Executor: sched, Target: target,

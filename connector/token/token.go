@@ -114,6 +114,12 @@ func (c *Connector) Provision(_ context.Context, g lapse.Grant) (lapse.Provision
 // /v1/check refuses its token, and the token's exp bounds it regardless.
 func (c *Connector) Revoke(context.Context, lapse.Grant) error { return nil }
 
+// RevokesLocally reports that a token grant ends with Lapse's own record of
+// it: Revoke and VerifyGone do no I/O.
+func (c *Connector) RevokesLocally() bool { return true }
+
+var _ lapse.LocalRevoker = (*Connector)(nil)
+
 // VerifyGone returns the receipt for a token grant: its jti is refused by
 // /v1/check from now on and the token itself expires at its exp.
 func (c *Connector) VerifyGone(_ context.Context, g lapse.Grant) (map[string]string, error) {

@@ -34,16 +34,17 @@ CREATE TABLE requests (
     last_error          TEXT    NOT NULL,
     credentials_waiting INTEGER NOT NULL,
     version             INTEGER NOT NULL
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 -- The scheduler's due scan and its next wake-up.
 CREATE INDEX requests_next_at ON requests (next_at, id) WHERE next_at IS NOT NULL;
--- Access checks.
-CREATE INDEX requests_grant ON requests (user_name, resource, role, state);
+-- Access checks. Partial, so that only entering and leaving the active
+-- state touches it.
+CREATE INDEX requests_active ON requests (user_name, resource, role, expires_at) WHERE state = 'active';
 -- Listings, newest first.
 CREATE INDEX requests_created_at ON requests (created_at, id);
--- Releasing a worker's claims.
-CREATE INDEX requests_owner ON requests (owner) WHERE owner <> '';
+-- Releasing a worker's claims happens once at start and scans the table:
+-- an index on owner would be rewritten by every claim.
 
 CREATE TABLE audit (
     seq        INTEGER NOT NULL PRIMARY KEY,
