@@ -39,10 +39,11 @@ type Reader interface {
 	GetRequest(ctx context.Context, id string) (Request, error)
 	// ListRequests returns matching requests, newest first.
 	ListRequests(ctx context.Context, f RequestFilter) ([]Request, error)
-	// ActiveGrant returns one request of user on resource and role that is
-	// active at now (state active and expiry after now), or an error matching
-	// [ErrNotFound].
-	ActiveGrant(ctx context.Context, user, resource, role string, now time.Time) (Request, error)
+	// ActiveGrant returns the grant (id, user, resource, role and expiry) of
+	// user on resource and role that is active at now (state active and
+	// expiry after now) and expires last, or an error matching
+	// [ErrNotFound]. It is the access check's hot path.
+	ActiveGrant(ctx context.Context, user, resource, role string, now time.Time) (Grant, error)
 	// NextDue returns the earliest NextAt of all requests, and false when no
 	// request has anything due.
 	NextDue(ctx context.Context) (time.Time, bool, error)

@@ -724,16 +724,17 @@ func (b *Broker) TakeCredentials(ctx context.Context, p lapse.Principal, id stri
 	return &c, nil
 }
 
-// Check reports whether user holds role on resource right now.
-func (b *Broker) Check(ctx context.Context, user, resource, role string) (lapse.Request, bool, error) {
-	r, err := b.Store.ActiveGrant(ctx, user, resource, role, b.now())
+// Check reports whether user holds role on resource right now, and by
+// which grant.
+func (b *Broker) Check(ctx context.Context, user, resource, role string) (lapse.Grant, bool, error) {
+	g, err := b.Store.ActiveGrant(ctx, user, resource, role, b.now())
 	if errors.Is(err, lapse.ErrNotFound) {
-		return lapse.Request{}, false, nil
+		return lapse.Grant{}, false, nil
 	}
 	if err != nil {
-		return lapse.Request{}, false, err
+		return lapse.Grant{}, false, err
 	}
-	return r, true, nil
+	return g, true, nil
 }
 
 // CheckGrant reports whether the grant with id is active right now.

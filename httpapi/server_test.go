@@ -44,7 +44,7 @@ var users = map[string][]string{
 	"carol": {"security"},
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t testing.TB) *stack {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := sqlstore.OpenSQLite(t.Context(), filepath.Join(dir, "lapse.db"))
@@ -100,7 +100,7 @@ func (s *stack) as(user string) *client.Client { return client.New(s.url, "tok-"
 
 // snapshot counts requests and audit records, to show that bad input
 // changes nothing.
-func (s *stack) snapshot(t *testing.T) (int, int) {
+func (s *stack) snapshot(t testing.TB) (int, int) {
 	t.Helper()
 	rs, err := s.store.ListRequests(context.Background(), lapse.RequestFilter{Limit: 10000})
 	if err != nil {

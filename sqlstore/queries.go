@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strings"
 	"sync"
 
@@ -25,7 +26,8 @@ const auditColumns = `seq, time, type, actor, request_id, user_name, resource, r
 // auditColumnCount is the number of [auditColumns].
 const auditColumnCount = 13
 
-// auditInsertChunk is how many audit rows one INSERT writes at most.
+// auditInsertChunk is how many audit rows one INSERT writes at most. Batches
+// are split into powers of two up to it, whose statements are prepared.
 const auditInsertChunk = 64
 
 // queries holds the fixed queries in the dialect's placeholders. Queries that
@@ -94,7 +96,8 @@ func newQueries(d *dialect) *queries {
 			attempts = ?, next_at = ?, owner = ?, last_error = ?, credentials_waiting = ?,
 			version = version + 1
 			WHERE id = ? AND version = ?`),
-		activeGrant: d.sql(`SELECT ` + requestColumns + ` FROM requests
+		// Answered from the requests_active index alone.
+		activeGrant: d.sql(`SELECT id, expires_at FROM requests
 			WHERE user_name = ? AND resource = ? AND role = ? AND state = 'active' AND expires_at > ?
 			ORDER BY expires_at DESC, id LIMIT 1`),
 		nextDue: d.sql(`SELECT MIN(next_at) FROM requests WHERE next_at IS NOT NULL`),
@@ -117,7 +120,11 @@ func newQueries(d *dialect) *queries {
 // prepared lists the queries that write transactions prepare once and reuse:
 // those the scheduler runs hundreds of times per transaction.
 func (q *queries) prepared() []string {
-	return []string{q.getRequest, q.insertRequest, q.updateRequest, q.dueRequests, q.auditHead, q.insertAudit}
+	out := []string{q.getRequest, q.insertRequest, q.updateRequest, q.dueRequests, q.auditHead}
+	for n := 1; n <= auditInsertChunk; n *= 2 {
+		out = append(out, q.insertAuditRows(n))
+	}
+	return out
 }
 
 // placeholders returns n comma-separated ? placeholders.
@@ -126,6 +133,68 @@ func placeholders(n int) string {
 		return ""
 	}
 	return strings.Repeat("?, ", n-1) + "?"
+}
+
+// poolQuerier runs queries on the read pool through statements it prepares
+// on first use, so that a hot read is not parsed again every time.
+type poolQuerier struct {
+	db    *sql.DB
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+}
+
+// maxPoolStmts bounds the read pool's statement cache; queries built from
+// filters have a bounded number of shapes, so it is rarely reached.
+const maxPoolStmts = 256
+
+func (q *poolQuerier) stmt(ctx context.Context, query string) *sql.Stmt {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if s, ok := q.stmts[query]; ok {
+		return s
+	}
+	if len(q.stmts) >= maxPoolStmts {
+		return nil
+	}
+	s, err := q.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil // the unprepared query reports the error
+	}
+	if q.stmts == nil {
+		q.stmts = make(map[string]*sql.Stmt)
+	}
+	q.stmts[query] = s
+	return s
+}
+
+func (q *poolQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return q.db.ExecContext(ctx, query, args...)
+}
+
+func (q *poolQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s := q.stmt(ctx, query); s != nil {
+		return s.QueryContext(ctx, args...)
+	}
+	return q.db.QueryContext(ctx, query, args...)
+}
+
+func (q *poolQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if s := q.stmt(ctx, query); s != nil {
+		return s.QueryRowContext(ctx, args...)
+	}
+	return q.db.QueryRowContext(ctx, query, args...)
+}
+
+// close closes the prepared statements.
+func (q *poolQuerier) close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var err error
+	for _, s := range q.stmts {
+		err = errors.Join(err, s.Close())
+	}
+	q.stmts = nil
+	return err
 }
 
 // querier runs queries: the read pool, or a write transaction.

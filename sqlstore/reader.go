@@ -117,24 +117,24 @@ func awaitsApproval(r lapse.Request, approver string) bool {
 	return false
 }
 
-// ActiveGrant returns a request of user on resource and role that is active
-// at now, the one that expires last if there are several, or an error
-// matching [lapse.ErrNotFound].
-func (r *reader) ActiveGrant(ctx context.Context, user, resource, role string, now time.Time) (lapse.Request, error) {
+// ActiveGrant returns the grant of user on resource and role that is active
+// at now and expires last, or an error matching [lapse.ErrNotFound].
+func (r *reader) ActiveGrant(ctx context.Context, user, resource, role string, now time.Time) (lapse.Grant, error) {
 	var e encoder
 	at := e.time(now)
 	if e.err != nil {
-		return lapse.Request{}, fmt.Errorf("active grant: %w", e.err)
+		return lapse.Grant{}, fmt.Errorf("active grant: %w", e.err)
 	}
-	row := r.db.QueryRowContext(ctx, r.q.activeGrant, user, resource, role, at)
-	req, err := scanRequest(row)
+	var id string
+	var exp sql.NullInt64
+	err := r.db.QueryRowContext(ctx, r.q.activeGrant, user, resource, role, at).Scan(&id, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
-		return lapse.Request{}, lapse.NotFoundf("%s has no active grant of %s on %s", user, role, resource)
+		return lapse.Grant{}, lapse.NotFoundf("%s has no active grant of %s on %s", user, role, resource)
 	}
 	if err != nil {
-		return lapse.Request{}, fmt.Errorf("active grant: %w", err)
+		return lapse.Grant{}, fmt.Errorf("active grant: %w", err)
 	}
-	return req, nil
+	return lapse.Grant{ID: id, User: user, Resource: resource, Role: role, ExpiresAt: decodeTime(exp)}, nil
 }
 
 // NextDue returns the earliest NextAt of all requests, and false when no

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/lapse-access/lapse"
 	"github.com/pressly/goose/v3"
@@ -17,8 +18,9 @@ import (
 type Store struct {
 	reader
 
-	wdb *sql.DB // write transactions
-	rdb *sql.DB // reads outside transactions; may be wdb
+	wdb  *sql.DB // write transactions
+	rdb  *sql.DB // reads outside transactions; may be wdb
+	pool *poolQuerier
 	// stmts are the prepared statements of the write pool, by query.
 	stmts map[string]*sql.Stmt
 
@@ -30,6 +32,8 @@ type Store struct {
 	// writer.
 	head   auditHead
 	headOK bool
+	// active answers ActiveGrant from memory for single-writer dialects.
+	active *activeIndex
 }
 
 var _ lapse.Store = (*Store)(nil)
@@ -48,14 +52,21 @@ func open(ctx context.Context, d *dialect, wdb, rdb *sql.DB) (*Store, error) {
 		return nil, err
 	}
 	q := newQueries(d)
+	pool := &poolQuerier{db: rdb}
 	s := &Store{
-		reader: reader{d: d, q: q, db: rdb},
+		reader: reader{d: d, q: q, db: pool},
 		wdb:    wdb,
 		rdb:    rdb,
+		pool:   pool,
 		stmts:  make(map[string]*sql.Stmt),
 	}
 	if d.singleWriter {
 		s.writer = make(chan struct{}, 1)
+		ix, err := loadActiveIndex(ctx, wdb)
+		if err != nil {
+			return nil, err
+		}
+		s.active = ix
 	}
 	for _, query := range q.prepared() {
 		st, err := wdb.PrepareContext(ctx, query)
@@ -140,7 +151,24 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx
 	if t.appended && s.d.singleWriter {
 		s.head, s.headOK = t.head, true
 	}
+	if s.active != nil {
+		s.active.apply(t.changes)
+	}
 	return nil
+}
+
+// ActiveGrant returns the grant of user on resource and role that is active
+// at now and expires last, or an error matching [lapse.ErrNotFound]. Where
+// this process makes every write, it answers from memory.
+func (s *Store) ActiveGrant(ctx context.Context, user, resource, role string, now time.Time) (lapse.Grant, error) {
+	if s.active == nil {
+		return s.reader.ActiveGrant(ctx, user, resource, role, now)
+	}
+	g, ok := s.active.find(grantKey{user, resource, role}, now)
+	if !ok {
+		return lapse.Grant{}, lapse.NotFoundf("%s has no active grant of %s on %s", user, role, resource)
+	}
+	return lapse.Grant{ID: g.id, User: user, Resource: resource, Role: role, ExpiresAt: g.expires}, nil
 }
 
 // forgetHead drops the cached head of the audit log after a failed
@@ -153,7 +181,7 @@ func (s *Store) forgetHead() {
 
 // Close closes the database. The store must not be used after.
 func (s *Store) Close() error {
-	err := s.closeStmts()
+	err := errors.Join(s.closeStmts(), s.pool.close())
 	err = errors.Join(err, s.wdb.Close())
 	if s.rdb != s.wdb {
 		err = errors.Join(err, s.rdb.Close())

@@ -21,6 +21,9 @@ type tx struct {
 	head       auditHead
 	headLoaded bool
 	appended   bool
+	// changes are this transaction's effects on the active-grant index,
+	// applied when it commits.
+	changes []activeChange
 }
 
 var _ lapse.Tx = (*tx)(nil)
@@ -49,6 +52,7 @@ func (t *tx) CreateRequest(ctx context.Context, r *lapse.Request) error {
 		return lapse.Conflictf("request %s already exists", r.ID)
 	}
 	r.Version = 1
+	t.changes = append(t.changes, changeOf(r))
 	return nil
 }
 
@@ -77,6 +81,7 @@ func (t *tx) UpdateRequest(ctx context.Context, r *lapse.Request) error {
 		return lapse.Conflictf("request %s changed concurrently (version %d, stored %d)", r.ID, r.Version, cur.Version)
 	}
 	r.Version++
+	t.changes = append(t.changes, changeOf(r))
 	return nil
 }
 
@@ -120,7 +125,10 @@ func (t *tx) AppendAudit(ctx context.Context, evs ...lapse.AuditEvent) error {
 	}
 	// Many rows per statement: the per-statement cost dominates small rows.
 	for len(evs) > 0 {
-		n := min(len(evs), auditInsertChunk)
+		n := auditInsertChunk
+		for n > len(evs) {
+			n /= 2
+		}
 		args := make([]any, 0, n*auditColumnCount)
 		for i := range evs[:n] {
 			ev := evs[i]
