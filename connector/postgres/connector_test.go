@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -618,4 +619,30 @@ func passwordOf(t testing.TB, rawURL string) string {
 		t.Fatalf("no password of at least 40 characters in the URL")
 	}
 	return pw
+}
+
+// TestPsqlLogin logs in with psql (libpq) as the instructions say, with
+// verifiers of the default and of the usual iteration count.
+func TestPsqlLogin(t *testing.T) {
+	t.Parallel()
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Skip("psql not found")
+	}
+	f := newFixture(t, pgtest.Shared(t))
+	for _, iterations := range []int{0, 4096} {
+		c := f.connector(t, postgres.Config{SCRAMIterations: iterations})
+		g := newGrant("uma", time.Hour)
+		p, err := c.Provision(ctxT(t), g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.CommandContext(ctxT(t), psql, p.Credentials.Value, "-Atc", "SELECT current_user, count(*) FROM orders").CombinedOutput()
+		if err != nil {
+			t.Fatalf("psql with %d iterations: %v\n%s", iterations, err, out)
+		}
+		if got, want := strings.TrimSpace(string(out)), p.Ref+"|2"; got != want {
+			t.Errorf("psql printed %q, want %q", got, want)
+		}
+	}
 }

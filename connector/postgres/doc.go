@@ -20,7 +20,10 @@
 // membership in the configured roles and a comment that records the grant
 // id. The requester gets a postgres:// URL with the password, once. The
 // password reaches the server only as a SCRAM-SHA-256 verifier, so it does
-// not show in the server's statement log or in pg_stat_activity.
+// not show in the server's statement log or in pg_stat_activity. The
+// verifier uses a single PBKDF2 iteration by default; see
+// [Config.SCRAMIterations] for why that is safe for random passwords and
+// what the usual 4096 would cost.
 //
 // Provisioning the same grant again updates the existing role in place
 // (new password, expiry, limit and memberships) instead of dropping and

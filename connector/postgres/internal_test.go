@@ -117,7 +117,7 @@ func TestMasker(t *testing.T) {
 }
 
 func TestScramVerifierFormat(t *testing.T) {
-	v, err := scramVerifier("pencil")
+	v, err := scramVerifier("pencil", 4096)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestScramVerifierFormat(t *testing.T) {
 	if !ok || strings.Count(rest, "$") != 1 || strings.Count(rest, ":") != 1 {
 		t.Errorf("verifier %q is not SCRAM-SHA-256$<iter>:<salt>$<stored>:<server>", v)
 	}
-	if v2, _ := scramVerifier("pencil"); v2 == v {
+	if v2, _ := scramVerifier("pencil", 4096); v2 == v {
 		t.Error("two verifiers of one password are equal: the salt is not random")
 	}
 }

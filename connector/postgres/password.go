@@ -12,10 +12,6 @@ import (
 // passwordBytes is the entropy of an issued password.
 const passwordBytes = 32
 
-// scramIterations is the PBKDF2 iteration count of stored verifiers, the
-// server's default.
-const scramIterations = 4096
-
 // newPassword returns a random password of [passwordBytes] bytes in
 // URL-safe base64, so that it needs no escaping in a URL.
 func newPassword() string {
@@ -29,16 +25,16 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-// scramVerifier returns the SCRAM-SHA-256 verifier of password in the
-// form PostgreSQL stores (RFC 5803):
+// scramVerifier returns the SCRAM-SHA-256 verifier of password with the
+// given PBKDF2 iteration count, in the form PostgreSQL stores (RFC 5803):
 //
 //	SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>
 //
 // Sent as the role's PASSWORD, it is stored as is: the server never sees
 // the password, so it cannot end up in the server's logs.
-func scramVerifier(password string) (string, error) {
+func scramVerifier(password string, iterations int) (string, error) {
 	salt := randomBytes(16)
-	salted, err := pbkdf2.Key(sha256.New, password, salt, scramIterations, sha256.Size)
+	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, sha256.Size)
 	if err != nil {
 		return "", err
 	}
@@ -46,7 +42,7 @@ func scramVerifier(password string) (string, error) {
 	storedKey := sha256.Sum256(clientKey)
 	serverKey := hmacSHA256(salted, "Server Key")
 	b64 := base64.StdEncoding.EncodeToString
-	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", scramIterations, b64(salt), b64(storedKey[:]), b64(serverKey)), nil
+	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, b64(salt), b64(storedKey[:]), b64(serverKey)), nil
 }
 
 func hmacSHA256(key []byte, msg string) []byte {

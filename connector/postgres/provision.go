@@ -79,7 +79,7 @@ func (c *Connector) Provision(ctx context.Context, g lapse.Grant) (lapse.Provisi
 		return lapse.Provisioned{}, lapse.Unrecoverable(fmt.Errorf("provision on %s: %w", c.name, err))
 	}
 	password := newPassword()
-	verifier, err := scramVerifier(password)
+	verifier, err := scramVerifier(password, c.iterations)
 	if err != nil {
 		return lapse.Provisioned{}, fmt.Errorf("provision role %s on %s: %w", role, c.name, err)
 	}
