@@ -146,6 +146,9 @@ func New(cfg Config) (*Connector, error) {
 		poolCfg.MaxConns = DefaultMaxConns
 	}
 	poolCfg.MinConns, poolCfg.MinIdleConns = 0, 0
+	if poolCfg.ConnConfig.RuntimeParams == nil {
+		poolCfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
 	if _, ok := poolCfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		poolCfg.ConnConfig.RuntimeParams["application_name"] = "lapse"
 	}
