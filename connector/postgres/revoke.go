@@ -96,7 +96,7 @@ func terminate(ctx context.Context, pool *pgxpool.Pool, oid uint32) (int, error)
 	// pg_terminate_backend only signals. Poll until the backends are gone;
 	// each query is its own transaction, so each sees a fresh
 	// pg_stat_activity.
-	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+	for delay := 200 * time.Microsecond; ; delay = min(2*delay, 50*time.Millisecond) {
 		var left int
 		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE usesysid = $1`, oid).Scan(&left); err != nil {
 			return n, err
