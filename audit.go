@@ -30,6 +30,8 @@ const (
 	EvExtended         = "grant.extended"
 	EvExtensionDenied  = "grant.extension_denied"
 	EvCredentialsTaken = "grant.credentials_fetched"
+	EvActivity         = "grant.activity"
+	EvOrphanRemoved    = "reconcile.orphan_removed"
 )
 
 // AuditEvent is one record of the append-only audit log. Events form a hash

@@ -90,3 +90,32 @@ type Sealer interface {
 type LocalRevoker interface {
 	RevokesLocally() bool
 }
+
+// Activity is one thing seen done with a grant in its target during the
+// window, such as a database session. It holds no secrets.
+type Activity struct {
+	// Key identifies the activity within the grant, so that one session
+	// sampled many times is recorded once (e.g. "pid 4242 since 12:01:05").
+	Key string `json:"key"`
+	// Kind says what it is: "session", "login", "query".
+	Kind string `json:"kind"`
+	// At is when it started.
+	At time.Time `json:"at"`
+	// Details are facts for humans and rules: client address, application,
+	// the query text truncated.
+	Details map[string]string `json:"details,omitempty"`
+}
+
+// ActivitySampler is implemented by connectors that can report what is
+// being done with a grant's access right now.
+type ActivitySampler interface {
+	// SampleActivity returns the activity under g that the target shows now.
+	SampleActivity(ctx context.Context, g Grant) ([]Activity, error)
+}
+
+// Pinger is implemented by connectors that can tell whether their target is
+// reachable, so that the scheduler can wait for a target that is down
+// without calling it for every grant, and retry at once when it is back.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
