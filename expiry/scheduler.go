@@ -56,11 +56,19 @@ type Scheduler struct {
 	// that found little to do does not delay the next, and Notify starts a
 	// pass at once.
 	Coalesce time.Duration
+	// ProbeInterval is how often a target that is down is probed, for
+	// connectors that implement [lapse.Pinger]; default 500 ms. When it
+	// answers again, the retries waiting for it are made due at once.
+	ProbeInterval time.Duration
 	// OnEnded, if set, is called after a grant's revocation is confirmed.
 	OnEnded func(r lapse.Request)
 
 	wake chan struct{}
 	once sync.Once
+
+	// down holds the targets found unreachable, with the last error.
+	downMu sync.Mutex
+	down   map[lapse.Connector]string
 }
 
 func (s *Scheduler) init() {
@@ -99,6 +107,10 @@ func (s *Scheduler) init() {
 		if s.StuckAfter <= 0 {
 			s.StuckAfter = 10
 		}
+		if s.ProbeInterval <= 0 {
+			s.ProbeInterval = 500 * time.Millisecond
+		}
+		s.down = map[lapse.Connector]string{}
 		if s.Coalesce <= 0 {
 			s.Coalesce = 100 * time.Millisecond
 		}
@@ -156,11 +168,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		})
 	}
 	completer.Go(func() { s.complete(ctx, results) })
+	var prober sync.WaitGroup
+	prober.Go(func() { s.probe(ctx) })
 	defer func() {
 		close(work)
 		workers.Wait()
 		close(results)
 		completer.Wait()
+		prober.Wait()
 	}()
 
 	var timer lapse.Timer
@@ -409,6 +424,9 @@ func (s *Scheduler) provision(ctx context.Context, r lapse.Request) result {
 	start := s.Clock.Now()
 	c, g, err := s.grant(r, start.Add(r.Duration))
 	final := r.Attempts > s.ProvisionAttempts
+	if err == nil && !final {
+		err = s.checkUp(c)
+	}
 	var p lapse.Provisioned
 	if err == nil && !final {
 		err = s.call(ctx, func(ctx context.Context) error {
@@ -433,6 +451,7 @@ func (s *Scheduler) provision(ctx context.Context, r lapse.Request) result {
 				},
 			}
 		}
+		s.suspect(ctx, c, err)
 		if lapse.IsUnrecoverable(err) || r.Attempts >= s.ProvisionAttempts {
 			final = true
 		}
@@ -475,7 +494,12 @@ func (s *Scheduler) revoke(ctx context.Context, r lapse.Request) result {
 	c, g, err := s.grant(r, r.ExpiresAt)
 	var receipt map[string]string
 	if err == nil {
-		err = s.call(ctx, func(ctx context.Context) error { return c.Revoke(ctx, g) })
+		err = s.checkUp(c)
+	}
+	if err == nil {
+		if err = s.call(ctx, func(ctx context.Context) error { return c.Revoke(ctx, g) }); err != nil {
+			s.suspect(ctx, c, err)
+		}
 	}
 	if err == nil {
 		err = s.call(ctx, func(ctx context.Context) error {
@@ -508,6 +532,105 @@ func (s *Scheduler) revoke(ctx context.Context, r lapse.Request) result {
 		ev := lapse.NewAuditEvent(lapse.EvRevokeFailed, "lapse", r.State, next, map[string]any{"error": msg, "attempt": r.Attempts, "retry_at": retry}, now)
 		return next, ev, err
 	}}
+}
+
+// errTargetDown is the error of a call not made because the target is down.
+type errTargetDown struct{ last string }
+
+func (e errTargetDown) Error() string { return "target unreachable: " + e.last }
+
+// checkUp returns an error if c's target is known to be down, so that
+// retries do not each wait for a timeout while it is; the prober finds out
+// when it is back.
+func (s *Scheduler) checkUp(c lapse.Connector) error {
+	s.downMu.Lock()
+	defer s.downMu.Unlock()
+	if last, ok := s.down[c]; ok {
+		return errTargetDown{last}
+	}
+	return nil
+}
+
+// suspect pings c's target after a failed call, and marks it down if the
+// ping fails too.
+func (s *Scheduler) suspect(ctx context.Context, c lapse.Connector, callErr error) {
+	p, ok := c.(lapse.Pinger)
+	if !ok || ctx.Err() != nil || errors.As(callErr, new(errTargetDown)) {
+		return
+	}
+	if err := s.call(ctx, p.Ping); err == nil || ctx.Err() != nil {
+		return
+	}
+	s.downMu.Lock()
+	_, was := s.down[c]
+	s.down[c] = callErr.Error()
+	s.downMu.Unlock()
+	if !was {
+		s.Logger.Warn("target down; probing until it answers", "err", callErr)
+	}
+}
+
+// probe pings the targets that are down every ProbeInterval. When one
+// answers, the requests waiting to retry on it are made due at once.
+func (s *Scheduler) probe(ctx context.Context) {
+	for {
+		t := s.Clock.NewTimer(s.ProbeInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		s.downMu.Lock()
+		var down []lapse.Connector
+		for c := range s.down {
+			down = append(down, c)
+		}
+		s.downMu.Unlock()
+		for _, c := range down {
+			if err := s.call(ctx, c.(lapse.Pinger).Ping); err != nil {
+				continue
+			}
+			s.downMu.Lock()
+			delete(s.down, c)
+			s.downMu.Unlock()
+			n, err := s.expedite(ctx, c)
+			if err != nil {
+				s.Logger.Error("retry work for a target that is back", "err", err)
+				continue
+			}
+			s.Logger.Info("target is back; retrying now", "requests", n)
+			s.Notify()
+		}
+	}
+}
+
+// expedite makes due now the unclaimed requests waiting to retry on c.
+func (s *Scheduler) expedite(ctx context.Context, c lapse.Connector) (int, error) {
+	n := 0
+	err := s.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		n = 0
+		now := s.Clock.Now()
+		rs, err := tx.ListRequests(ctx, lapse.RequestFilter{States: []lapse.State{lapse.StateApproved, lapse.StateRevoking}, Limit: 1 << 20})
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if r.Owner != "" || !r.NextAt.After(now) || (r.State == lapse.StateApproved && r.StartAt.After(now)) {
+				continue
+			}
+			if rc, _, err := s.Target(r.Resource, r.Role); err != nil || rc != c {
+				continue
+			}
+			r.NextAt = now
+			if err := tx.UpdateRequest(ctx, &r); err != nil && !errors.Is(err, lapse.ErrConflict) {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 // backoff returns the delay before attempt n+1: base·2^(n−1) capped at max,

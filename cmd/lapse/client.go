@@ -284,7 +284,7 @@ func simple(g *globals, use, short string, setup func(cmd *cobra.Command) func(c
 		if err := g.printRequest(r); err != nil {
 			return err
 		}
-		if r.State == lapse.StateRevoking {
+		if r.State == lapse.StateRevoking && (cmd.Name() == "release" || cmd.Name() == "revoke") {
 			return fmt.Errorf("revocation of %s is not confirmed yet (%s); Lapse keeps retrying", r.ID, r.LastError)
 		}
 		return nil

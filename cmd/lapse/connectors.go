@@ -1,7 +1,15 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/config"
+	"github.com/lapse-access/lapse/connector/postgres"
 )
 
 // tokenType is the built-in token connector's config: it takes no settings,
@@ -18,9 +26,93 @@ func (tokenType) RoleSettings(_ any, decode func(any) error) (any, error) {
 	return nil, decode(&s)
 }
 
+// postgresSettings are a postgres connector's keys in lapse.yaml. The admin
+// DSN is a secret: it comes from an environment variable or a file, never
+// from the config itself.
+type postgresSettings struct {
+	DSNEnv string `yaml:"dsn_env"`
+	// DSNFile is a file holding the DSN, such as a mounted secret.
+	DSNFile string `yaml:"dsn_file"`
+	// MaxConnections bounds admin connections to the target (default 4).
+	MaxConnections int32 `yaml:"max_connections"`
+	// Timeout bounds each call to the target (default 10s).
+	Timeout string `yaml:"timeout"`
+
+	timeout time.Duration
+}
+
+type postgresType struct{}
+
+func (postgresType) Settings(decode func(any) error) (any, error) {
+	var s postgresSettings
+	if err := decode(&s); err != nil {
+		return nil, err
+	}
+	switch {
+	case s.DSNEnv == "" && s.DSNFile == "":
+		return nil, errors.New("set dsn_env (an environment variable) or dsn_file (a file) holding the admin DSN; it never goes in this file")
+	case s.DSNEnv != "" && s.DSNFile != "":
+		return nil, errors.New("set only one of dsn_env and dsn_file")
+	case s.MaxConnections < 0:
+		return nil, fmt.Errorf("max_connections must not be negative, got %d", s.MaxConnections)
+	}
+	if s.Timeout != "" {
+		d, err := config.ParseDuration(s.Timeout)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("timeout: want a positive duration such as 10s, got %q", s.Timeout)
+		}
+		s.timeout = d
+	}
+	return s, nil
+}
+
+func (postgresType) RoleSettings(_ any, decode func(any) error) (any, error) {
+	var c postgres.Connector // DecodeRole uses no state of the connector
+	return c.DecodeRole(decode)
+}
+
 // connectorTypes is the table of connector types this binary knows.
 func connectorTypes() map[string]config.ConnectorType {
 	return map[string]config.ConnectorType{
-		"token": tokenType{},
+		"token":    tokenType{},
+		"postgres": postgresType{},
 	}
+}
+
+// readSecret reads a secret from an environment variable or a file. Errors
+// name where it was looked for, never its value.
+func readSecret(env, file string) (string, error) {
+	if env != "" {
+		v, ok := os.LookupEnv(env)
+		if !ok || strings.TrimSpace(v) == "" {
+			return "", fmt.Errorf("environment variable %s is not set or empty", env)
+		}
+		return strings.TrimSpace(v), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read secret file: %w", err)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", fmt.Errorf("secret file %s is empty", file)
+	}
+	return v, nil
+}
+
+// openConnector builds a configured connector. Constructing one connects to
+// nothing.
+func openConnector(c config.Connector, tokens lapse.Connector) (lapse.Connector, error) {
+	switch c.Type {
+	case "token":
+		return tokens, nil
+	case "postgres":
+		s := c.Settings.(postgresSettings)
+		dsn, err := readSecret(s.DSNEnv, s.DSNFile)
+		if err != nil {
+			return nil, fmt.Errorf("connector %q: %w", c.Name, err)
+		}
+		return postgres.New(postgres.Config{Name: c.Name, DSN: dsn, MaxConns: s.MaxConnections, Timeout: s.timeout})
+	}
+	return nil, fmt.Errorf("connector %q: type %q cannot be served", c.Name, c.Type)
 }

@@ -120,8 +120,15 @@ var addrRE = regexp.MustCompile(`msg=serving addr=(\S+)`)
 
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
+	return startServerEnv(t, nil, args...)
+}
+
+// startServerEnv starts `lapse serve` with extra environment variables.
+func startServerEnv(t *testing.T, env []string, args ...string) *server {
+	t.Helper()
 	s := &server{log: &bytes.Buffer{}, done: make(chan struct{}), started: time.Now()}
 	s.cmd = exec.Command(lapseBinary(t), append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	s.cmd.Env = append(os.Environ(), env...)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -143,6 +143,7 @@ type app struct {
 	http      *http.Server
 	logger    *slog.Logger
 	unlock    func()
+	conns     map[string]lapse.Connector
 }
 
 func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
@@ -182,13 +183,17 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 	}()
 	tokens := token.New(tokenKey, cfg.Server.Issuer)
 	conns := map[string]lapse.Connector{}
-	for _, c := range cfg.Connectors {
-		switch c.Type {
-		case "token":
-			conns[c.Name] = tokens
-		default:
-			return nil, fmt.Errorf("connector %q: type %q cannot be served", c.Name, c.Type)
+	defer func() {
+		if err != nil {
+			closeConnectors(conns)
 		}
+	}()
+	for _, c := range cfg.Connectors {
+		conn, err := openConnector(c, tokens)
+		if err != nil {
+			return nil, err
+		}
+		conns[c.Name] = conn
 	}
 	catalog := &lapse.Catalog{Resources: cfg.Resources}
 	target := func(resource, role string) (lapse.Connector, any, error) {
@@ -237,7 +242,18 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	return &app{store: store, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock}, nil
+	return &app{store: store, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns}, nil
+}
+
+// closeConnectors closes the connectors that hold resources.
+func closeConnectors(conns map[string]lapse.Connector) error {
+	var err error
+	for _, c := range conns {
+		if cl, ok := c.(io.Closer); ok {
+			err = errors.Join(err, cl.Close())
+		}
+	}
+	return err
 }
 
 // Serve runs the scheduler and the HTTP server on ln until ctx ends, then
@@ -275,7 +291,7 @@ func (a *app) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close releases the store and the data dir.
 func (a *app) Close() error {
-	err := a.store.Close()
+	err := errors.Join(closeConnectors(a.conns), a.store.Close())
 	a.unlock()
 	return err
 }
