@@ -85,8 +85,13 @@ type Connector struct {
 	target     target
 	mask       masker
 
+	// revokeCfg configures the revocation pool; nil when MaxConns is 1 and
+	// revocations share the one pool.
+	revokeCfg *pgxpool.Config
+
 	mu     sync.Mutex
 	pool   *pgxpool.Pool
+	rpool  *pgxpool.Pool
 	closed bool
 }
 
@@ -141,9 +146,9 @@ func New(cfg Config) (*Connector, error) {
 		c.logger = slog.Default()
 	}
 	c.logger = c.logger.With(logSystem, "connector/postgres", logConnector, cfg.Name)
-	poolCfg.MaxConns = cfg.MaxConns
-	if poolCfg.MaxConns == 0 {
-		poolCfg.MaxConns = DefaultMaxConns
+	maxConns := cfg.MaxConns
+	if maxConns == 0 {
+		maxConns = DefaultMaxConns
 	}
 	poolCfg.MinConns, poolCfg.MinIdleConns = 0, 0
 	if poolCfg.ConnConfig.RuntimeParams == nil {
@@ -151,6 +156,14 @@ func New(cfg Config) (*Connector, error) {
 	}
 	if _, ok := poolCfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		poolCfg.ConnConfig.RuntimeParams["application_name"] = "lapse"
+	}
+	// Revocations get connections of their own, so that a burst of
+	// provisioning never makes an expiry wait, nor the other way round.
+	poolCfg.MaxConns = maxConns
+	if maxConns >= 2 {
+		c.revokeCfg = poolCfg.Copy()
+		c.revokeCfg.MaxConns = maxConns / 2
+		poolCfg.MaxConns = maxConns - c.revokeCfg.MaxConns
 	}
 	return c, nil
 }
@@ -163,16 +176,18 @@ func (c *Connector) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
-	if c.pool != nil {
-		c.pool.Close()
-		c.pool = nil
+	for _, p := range []**pgxpool.Pool{&c.pool, &c.rpool} {
+		if *p != nil {
+			(*p).Close()
+			*p = nil
+		}
 	}
 	return nil
 }
 
 // Ping checks that the target accepts the admin login and answers.
 func (c *Connector) Ping(ctx context.Context) error {
-	err := c.do(ctx, func(ctx context.Context, pool *pgxpool.Pool) error {
+	err := c.doRevoke(ctx, func(ctx context.Context, pool *pgxpool.Pool) error {
 		return pool.Ping(ctx)
 	})
 	if err != nil {
@@ -181,22 +196,26 @@ func (c *Connector) Ping(ctx context.Context) error {
 	return nil
 }
 
-// getPool returns the pool, creating it on first use. Creating it does not
-// connect.
-func (c *Connector) getPool() (*pgxpool.Pool, error) {
+// getPool returns the pool for provisioning, or with revoke the pool for
+// revocations, creating it on first use. Creating it does not connect.
+func (c *Connector) getPool(revoke bool) (*pgxpool.Pool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, errClosed
 	}
-	if c.pool == nil {
-		pool, err := pgxpool.NewWithConfig(context.Background(), c.poolCfg)
+	p, cfg := &c.pool, c.poolCfg
+	if revoke && c.revokeCfg != nil {
+		p, cfg = &c.rpool, c.revokeCfg
+	}
+	if *p == nil {
+		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 		if err != nil {
 			return nil, c.mask.error(err)
 		}
-		c.pool = pool
+		*p = pool
 	}
-	return c.pool, nil
+	return *p, nil
 }
 
 // do runs fn against the target within the connector's timeout. Every
@@ -204,7 +223,16 @@ func (c *Connector) getPool() (*pgxpool.Pool, error) {
 // (the server restarted, say) do drops the pool's connections and runs fn
 // once more. Errors come back with secrets masked.
 func (c *Connector) do(ctx context.Context, fn func(ctx context.Context, pool *pgxpool.Pool) error) error {
-	pool, err := c.getPool()
+	return c.doOn(ctx, false, fn)
+}
+
+// doRevoke is do on the revocation pool.
+func (c *Connector) doRevoke(ctx context.Context, fn func(ctx context.Context, pool *pgxpool.Pool) error) error {
+	return c.doOn(ctx, true, fn)
+}
+
+func (c *Connector) doOn(ctx context.Context, revoke bool, fn func(ctx context.Context, pool *pgxpool.Pool) error) error {
+	pool, err := c.getPool(revoke)
 	if err != nil {
 		return err
 	}

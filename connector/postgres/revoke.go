@@ -34,10 +34,16 @@ func (c *Connector) Revoke(ctx context.Context, g lapse.Grant) error {
 	r := ident(role)
 	var outcome string
 	var ended int
-	err = c.do(ctx, func(ctx context.Context, pool *pgxpool.Pool) error {
+	err = c.doRevoke(ctx, func(ctx context.Context, pool *pgxpool.Pool) error {
+		// One connection for the whole sequence: no queueing between steps.
+		conn, err := pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Release()
 		var oid uint32
 		var comment *string
-		err := pool.QueryRow(ctx, `SELECT oid, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1`, role).Scan(&oid, &comment)
+		err = conn.QueryRow(ctx, `SELECT oid, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1`, role).Scan(&oid, &comment)
 		if errors.Is(err, pgx.ErrNoRows) {
 			outcome = "absent"
 			return nil
@@ -49,19 +55,19 @@ func (c *Connector) Revoke(ctx context.Context, g lapse.Grant) error {
 			outcome = "not this grant's"
 			return nil
 		}
-		if _, err := pool.Exec(ctx, "ALTER ROLE "+r+" NOLOGIN"); err != nil {
+		if _, err := conn.Exec(ctx, "ALTER ROLE "+r+" NOLOGIN"); err != nil {
 			if isCode(err, codeUndefinedObject) {
 				outcome = "absent"
 				return nil
 			}
 			return err
 		}
-		n, err := terminate(ctx, pool, oid)
+		n, err := terminate(ctx, conn, oid)
 		ended += n
 		if err != nil {
 			return err
 		}
-		_, err = pool.Exec(ctx, "REASSIGN OWNED BY "+r+" TO CURRENT_USER;\nDROP OWNED BY "+r+";\nDROP ROLE "+r)
+		_, err = conn.Exec(ctx, "REASSIGN OWNED BY "+r+" TO CURRENT_USER;\nDROP OWNED BY "+r+";\nDROP ROLE "+r)
 		switch {
 		case isCode(err, codeUndefinedObject):
 			outcome = "absent"
@@ -73,7 +79,7 @@ func (c *Connector) Revoke(ctx context.Context, g lapse.Grant) error {
 		}
 		// A session that had logged in just before NOLOGIN and registered
 		// only after the terminate pass would outlive its role.
-		n, err = terminate(ctx, pool, oid)
+		n, err = terminate(ctx, conn, oid)
 		ended += n
 		outcome = "dropped"
 		return err
@@ -87,9 +93,9 @@ func (c *Connector) Revoke(ctx context.Context, g lapse.Grant) error {
 
 // terminate ends every backend of the role with the given oid and waits
 // until they have exited. It returns how many it signalled.
-func terminate(ctx context.Context, pool *pgxpool.Pool, oid uint32) (int, error) {
+func terminate(ctx context.Context, q querier, oid uint32) (int, error) {
 	var n int
-	err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usesysid = $1`, oid).Scan(&n)
+	err := q.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usesysid = $1`, oid).Scan(&n)
 	if err != nil || n == 0 {
 		return n, err
 	}
@@ -98,7 +104,7 @@ func terminate(ctx context.Context, pool *pgxpool.Pool, oid uint32) (int, error)
 	// pg_stat_activity.
 	for delay := 200 * time.Microsecond; ; delay = min(2*delay, 50*time.Millisecond) {
 		var left int
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE usesysid = $1`, oid).Scan(&left); err != nil {
+		if err := q.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE usesysid = $1`, oid).Scan(&left); err != nil {
 			return n, err
 		}
 		if left == 0 {
@@ -112,6 +118,11 @@ func terminate(ctx context.Context, pool *pgxpool.Pool, oid uint32) (int, error)
 		case <-t.C:
 		}
 	}
+}
+
+// querier is a pool or one connection of it.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 func isCode(err error, code string) bool {
@@ -141,7 +152,7 @@ func (c *Connector) VerifyGone(ctx context.Context, g lapse.Grant) (map[string]s
 		backends int
 		now      time.Time
 	)
-	err = c.do(ctx, func(ctx context.Context, pool *pgxpool.Pool) error {
+	err = c.doRevoke(ctx, func(ctx context.Context, pool *pgxpool.Pool) error {
 		return pool.QueryRow(ctx, verifyGoneSQL, role).Scan(&comment, &exists, &backends, &now)
 	})
 	if err != nil {
