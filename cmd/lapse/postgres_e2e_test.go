@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/api"
+	"github.com/lapse-access/lapse/client"
 	"github.com/lapse-access/lapse/lapsetest/pgtest"
 )
 
@@ -214,4 +216,69 @@ func TestPostgresOutageAcrossExpiry(t *testing.T) {
 		}
 	}
 	s.kill(syscall.SIGTERM)
+}
+
+// TestPostgresCrashDuringProvisioning kills Lapse with SIGKILL while
+// requests are being provisioned; after the restart, every lapse_ role in
+// PostgreSQL belongs to an active grant and every active grant has its role.
+func TestPostgresCrashDuringProvisioning(t *testing.T) {
+	if testing.Short() {
+		t.Skip("PostgreSQL crash test skipped in -short mode")
+	}
+	pg, cfg := pgSetup(t)
+	env := []string{"ORDERS_PG_ADMIN_DSN=" + pg.AdminDSN()}
+	data := filepath.Join(t.TempDir(), "data")
+	s := startServerEnv(t, env, "--config", cfg, "--data", data)
+	alice := client.New(s.url, "tok-alice")
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Go(func() {
+			_, _ = alice.Submit(context.Background(), api.SubmitRequest{Resource: "orders-db", Role: "read", Duration: "1h", Reason: "crash"})
+		})
+	}
+	time.Sleep(100 * time.Millisecond)
+	s.kill(syscall.SIGKILL)
+	wg.Wait()
+
+	s = startServerEnv(t, env, "--config", cfg, "--data", data)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var rs []api.Request
+		s.cliJSON(t, "carol", &rs, "ls", "--state", "all")
+		settled := true
+		active := map[string]bool{}
+		for _, r := range rs {
+			switch r.State {
+			case lapse.StateActive:
+				active[r.Ref] = true
+			case lapse.StateApproved, lapse.StateRevoking, lapse.StatePending:
+				settled = false
+			}
+		}
+		if settled {
+			admin := pg.Admin(t, pg.Database)
+			rows, err := admin.Query(context.Background(), `SELECT rolname FROM pg_roles WHERE rolname LIKE 'lapse\_%'`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			roles, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, role := range roles {
+				if !active[role] {
+					t.Errorf("role %s has no active grant", role)
+				}
+			}
+			if len(roles) != len(active) {
+				t.Errorf("%d roles for %d active grants", len(roles), len(active))
+			}
+			t.Logf("%d requests stored before the crash, %d active after the restart", len(rs), len(active))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("requests did not settle after the restart\n%s", s.logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
