@@ -45,11 +45,15 @@ func (s *Sampler) SetFailSample(err error) {
 }
 
 // SampleActivity returns the activity set for g.ID, or the error set with
-// SetFailSample. Calls counts it as "SampleActivity".
+// SetFailSample, or ctx's error once ctx is done. Calls counts it as
+// "SampleActivity".
 func (s *Sampler) SampleActivity(ctx context.Context, g lapse.Grant) ([]lapse.Activity, error) {
 	s.count("SampleActivity")
 	if s.OnSample != nil {
 		s.OnSample(ctx, g)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
