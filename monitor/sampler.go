@@ -168,7 +168,7 @@ func (s *Sampler) SampleOnce(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	if len(grants) >= MaxGrants {
-		s.Logger.Warn("too many active grants to sample; the oldest are left out", logGrants, len(grants))
+		s.Logger.Warn("active grants over the sampling limit; the oldest are not sampled", logGrants, len(grants))
 	}
 	active := make(map[string]bool, len(grants))
 	jobs := make([]job, 0, len(grants))
