@@ -23,6 +23,8 @@ type Connector struct {
 	FailProvision error
 	// FailRevoke, if set, is returned by Revoke.
 	FailRevoke error
+	// FailList, if set, is returned by List.
+	FailList error
 	// OnProvision, if set, runs inside Provision before it records the
 	// access.
 	OnProvision func(g lapse.Grant)
@@ -52,6 +54,13 @@ func (c *Connector) SetFailProvision(err error) {
 func (c *Connector) SetFailRevoke(err error) {
 	c.mu.Lock()
 	c.FailRevoke = err
+	c.mu.Unlock()
+}
+
+// SetFailList sets FailList safely while the connector is in use.
+func (c *Connector) SetFailList(err error) {
+	c.mu.Lock()
+	c.FailList = err
 	c.mu.Unlock()
 }
 
@@ -111,6 +120,9 @@ func (c *Connector) List(ctx context.Context) ([]lapse.Existing, error) {
 	c.count("List")
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.FailList != nil {
+		return nil, c.FailList
+	}
 	var out []lapse.Existing
 	for id := range c.live {
 		out = append(out, lapse.Existing{Ref: "ref-" + id, GrantID: id})

@@ -74,8 +74,9 @@ type Config struct {
 }
 
 // Connector provisions temporary login roles in one PostgreSQL server. It
-// implements [lapse.Connector] and [lapse.RoleDecoder]. It is safe for
-// concurrent use.
+// implements [lapse.Connector], [lapse.RoleDecoder],
+// [lapse.ActivitySampler] and [lapse.Pinger]. It is safe for concurrent
+// use.
 type Connector struct {
 	name       string
 	timeout    time.Duration
@@ -96,8 +97,10 @@ type Connector struct {
 }
 
 var (
-	_ lapse.Connector   = (*Connector)(nil)
-	_ lapse.RoleDecoder = (*Connector)(nil)
+	_ lapse.Connector       = (*Connector)(nil)
+	_ lapse.RoleDecoder     = (*Connector)(nil)
+	_ lapse.ActivitySampler = (*Connector)(nil)
+	_ lapse.Pinger          = (*Connector)(nil)
 )
 
 // errClosed is returned by calls after [Connector.Close].

@@ -45,6 +45,12 @@
 // comment names a grant; roles without that comment are never listed, so a
 // reconciler cannot remove a role that this package did not create.
 //
+// [Connector.SampleActivity] reports the live sessions of a grant's role,
+// from pg_stat_activity, as [lapse.Activity] values of kind "session":
+// when the session started, from which address and application, and its
+// current or last query, cut to 200 characters. [Connector.Activity]
+// returns the same rows as [Session] values.
+//
 // # The admin connection
 //
 // [Config.DSN] is the admin connection string. The admin user needs to

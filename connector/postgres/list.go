@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -44,7 +45,7 @@ FROM pg_roles WHERE left(rolname, length($1)) = $1 ORDER BY rolname`, RolePrefix
 }
 
 // maxQueryChars is how much of a session's query [Connector.Activity]
-// returns.
+// and [Connector.SampleActivity] return.
 const maxQueryChars = 200
 
 // Session is one backend of a grant's role, from pg_stat_activity.
@@ -107,4 +108,49 @@ func deref(t *time.Time) time.Time {
 		return time.Time{}
 	}
 	return *t
+}
+
+// ActivityKind is the [lapse.Activity.Kind] of a session.
+const ActivityKind = "session"
+
+// SampleActivity returns the sessions of the grant's role as activities,
+// oldest first: one per backend, keyed by its process id and start time
+// ("pid 4242 since 2026-05-04T10:00:01.123456Z"), which no later session
+// of the server repeats. Details hold the database, client address,
+// application name, state and the current or last query, cut to 200
+// characters; empty values are left out. It returns none once the role is
+// gone.
+func (c *Connector) SampleActivity(ctx context.Context, g lapse.Grant) ([]lapse.Activity, error) {
+	sessions, err := c.Activity(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]lapse.Activity, 0, len(sessions))
+	for _, s := range sessions {
+		out = append(out, s.activity())
+	}
+	return out, nil
+}
+
+// activity returns s as a [lapse.Activity].
+func (s Session) activity() lapse.Activity {
+	start := s.BackendStart.UTC()
+	d := make(map[string]string, 5)
+	for k, v := range map[string]string{
+		"database":         s.Database,
+		"client_addr":      s.ClientAddr,
+		"application_name": s.ApplicationName,
+		"state":            s.State,
+		"query":            s.Query,
+	} {
+		if v != "" {
+			d[k] = v
+		}
+	}
+	return lapse.Activity{
+		Key:     "pid " + strconv.Itoa(int(s.PID)) + " since " + start.Format(time.RFC3339Nano),
+		Kind:    ActivityKind,
+		At:      start,
+		Details: d,
+	}
 }

@@ -1,0 +1,25 @@
+// Package monitor records what is done with grants during their window.
+//
+// A [Sampler] looks at every active grant at a fixed interval. For each
+// whose connector implements [lapse.ActivitySampler] (the postgres
+// connector reports the role's database sessions) it asks the target what
+// is going on under the grant now, and records each activity it has not
+// recorded before as an audit event of type [lapse.EvActivity], tied to
+// the request: the event carries the request's id, user, resource and
+// role, and its data is the [lapse.Activity] as JSON. The events of one
+// pass are appended in one transaction, so they show in the audit log and
+// in the request's history together.
+//
+// An activity is recorded once per grant however often it is sampled: the
+// sampler remembers the [lapse.Activity.Key] values it has recorded or
+// seen. The memory is per grant and bounded: a grant's keys are dropped
+// when it is no longer active, a key that the target has not shown for an
+// hour is forgotten (a session that has ended does not come back), and a
+// grant keeps at most 4096 keys. After a restart the memory of each grant
+// is rebuilt from its activity events in the audit log before its first
+// sample, so nothing is recorded twice.
+//
+// Sampling is a snapshot: activity that starts and ends between two
+// samples is not seen. One sampler should run per store; two would record
+// the same activity twice.
+package monitor
