@@ -39,6 +39,12 @@ type Server struct {
 	PendingTTL time.Duration
 	// Issuer is the iss claim of tokens Lapse signs; default "lapse".
 	Issuer string
+	// ActivityInterval is how often the activity of active grants is
+	// sampled from targets that report it; default 15s.
+	ActivityInterval time.Duration
+	// ReconcileInterval is how often targets are swept for access that no
+	// grant accounts for; default 1m.
+	ReconcileInterval time.Duration
 }
 
 // User is a local user who authenticates with a bearer token.
@@ -173,6 +179,12 @@ func applyDefaults(c *Config) {
 	if c.Server.Issuer == "" {
 		c.Server.Issuer = "lapse"
 	}
+	if c.Server.ActivityInterval == 0 {
+		c.Server.ActivityInterval = 15 * time.Second
+	}
+	if c.Server.ReconcileInterval == 0 {
+		c.Server.ReconcileInterval = time.Minute
+	}
 }
 
 // mapping walks a mapping node, calling the handler of each known key and
@@ -304,6 +316,12 @@ func (p *parser) server(n *yaml.Node, s *Server) {
 		"database":    func(n *yaml.Node) { s.Database = p.str(n) },
 		"pending_ttl": func(n *yaml.Node) { s.PendingTTL = p.duration(n, "pending_ttl") },
 		"issuer":      func(n *yaml.Node) { s.Issuer = p.str(n) },
+		"activity_interval": func(n *yaml.Node) {
+			s.ActivityInterval = p.duration(n, "activity_interval")
+		},
+		"reconcile_interval": func(n *yaml.Node) {
+			s.ReconcileInterval = p.duration(n, "reconcile_interval")
+		},
 	})
 	if s.Database != "" {
 		p.addf(n, "server.database: only the embedded store is supported by this version; leave it empty")

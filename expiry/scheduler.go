@@ -465,21 +465,24 @@ func (s *Scheduler) provision(ctx context.Context, r lapse.Request) result {
 		msg = err.Error()
 	}
 	if final {
-		// Leave nothing behind before failing for good: a partial
-		// provisioning must be removed, and until the target confirms
-		// that, the request is retried as a cleanup.
-		cerr := errors.New("no connector")
+		// Leave nothing behind: remove what a partial provisioning may have
+		// created. If the target cannot confirm that now, the request fails
+		// all the same, and the reconciliation sweep removes whatever a
+		// failed request left once the target answers.
+		var cerr error = errors.New("no connector")
 		if c != nil {
 			cerr = s.call(ctx, func(ctx context.Context) error { return c.Revoke(ctx, g) })
 		}
-		if cerr == nil {
-			return result{claimed: r, apply: func(now time.Time) (lapse.Request, lapse.AuditEvent, error) {
-				next, err := r.ProvisionFailed(msg, time.Time{}, now)
-				ev := lapse.NewAuditEvent(lapse.EvFailed, "lapse", r.State, next, map[string]any{"error": msg, "attempts": r.Attempts}, now)
-				return next, ev, err
-			}}
+		cleanup := "done"
+		if cerr != nil {
+			cleanup = "pending (the reconciliation sweep removes anything left): " + cerr.Error()
+			s.Logger.Warn("provisioning failed; cleanup pending", "request", r.ID, "resource", r.Resource, "err", cerr)
 		}
-		msg = fmt.Sprintf("%s; cleanup: %v", msg, cerr)
+		return result{claimed: r, apply: func(now time.Time) (lapse.Request, lapse.AuditEvent, error) {
+			next, err := r.ProvisionFailed(msg, time.Time{}, now)
+			ev := lapse.NewAuditEvent(lapse.EvFailed, "lapse", r.State, next, map[string]any{"error": msg, "attempts": r.Attempts, "cleanup": cleanup}, now)
+			return next, ev, err
+		}}
 	}
 	s.Logger.Warn("provision failed", "request", r.ID, "resource", r.Resource, "attempt", r.Attempts, "err", msg)
 	return result{claimed: r, apply: func(now time.Time) (lapse.Request, lapse.AuditEvent, error) {

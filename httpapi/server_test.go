@@ -352,3 +352,43 @@ func TestExtend(t *testing.T) {
 		t.Fatalf("approved extension: %+v %v", y, err)
 	}
 }
+
+// TestOverlappingGrantsAreIndependent: two grants of the same user,
+// resource and role; ending one leaves the access the other gives.
+func TestOverlappingGrantsAreIndependent(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	alice, carol := s.as("alice"), s.as("carol")
+	a, err := alice.Submit(ctx, api.SubmitRequest{Resource: "app", Role: "read", Duration: "1h", Reason: "first"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := alice.Submit(ctx, api.SubmitRequest{Resource: "app", Role: "read", Duration: "2h", Reason: "second"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Release(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	chk, err := carol.Check(ctx, api.CheckRequest{User: "alice", Resource: "app", Role: "read"})
+	if err != nil || !chk.Active || chk.RequestID != a.ID {
+		t.Fatalf("after releasing the second grant: %+v %v", chk, err)
+	}
+	for id, want := range map[string]bool{a.ID: true, b.ID: false} {
+		tok := a.Credentials.Value
+		if id == b.ID {
+			tok = b.Credentials.Value
+		}
+		chk, err := carol.Check(ctx, api.CheckRequest{Token: tok})
+		if err != nil || chk.Active != want {
+			t.Fatalf("token of %s: %+v %v, want active=%v", id, chk, err, want)
+		}
+	}
+	if _, err := carol.Revoke(ctx, a.ID, "done"); err != nil {
+		t.Fatal(err)
+	}
+	chk, err = carol.Check(ctx, api.CheckRequest{User: "alice", Resource: "app", Role: "read"})
+	if err != nil || chk.Active {
+		t.Fatalf("after ending both: %+v %v", chk, err)
+	}
+}

@@ -293,11 +293,49 @@ func simple(g *globals, use, short string, setup func(cmd *cobra.Command) func(c
 }
 
 func newShow(g *globals) *cobra.Command {
-	return simple(g, "show ID", "Show one request", func(*cobra.Command) func(*client.Client, *cobra.Command, string) (api.Request, error) {
-		return func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error) {
-			return c.Get(cmd.Context(), id)
-		}
-	})
+	return &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one request, with the activity seen under it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			r, err := c.Get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return g.printJSON(r)
+			}
+			if err := g.printRequest(r); err != nil {
+				return err
+			}
+			// Activity is in the audit log; those who may not read it see
+			// the request alone.
+			evs, err := c.AuditAll(cmd.Context(), client.AuditOptions{Request: r.ID, Type: lapse.EvActivity})
+			if err != nil || len(evs) == 0 {
+				return nil
+			}
+			fmt.Fprintf(g.stdout, "\nActivity:\n")
+			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			for _, e := range evs {
+				var a lapse.Activity
+				if json.Unmarshal(e.Data, &a) != nil {
+					continue
+				}
+				var details []string
+				for _, k := range []string{"client_addr", "application_name", "database", "state", "query"} {
+					if v := a.Details[k]; v != "" {
+						details = append(details, k+"="+v)
+					}
+				}
+				fmt.Fprintf(w, "  %s\t%s\t%s\n", a.At.UTC().Format("2006-01-02 15:04:05Z"), a.Kind, strings.Join(details, " "))
+			}
+			return w.Flush()
+		},
+	}
 }
 
 func newApprove(g *globals) *cobra.Command {

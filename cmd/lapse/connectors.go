@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -102,7 +103,7 @@ func readSecret(env, file string) (string, error) {
 
 // openConnector builds a configured connector. Constructing one connects to
 // nothing.
-func openConnector(c config.Connector, tokens lapse.Connector) (lapse.Connector, error) {
+func openConnector(c config.Connector, tokens lapse.Connector, logger *slog.Logger) (lapse.Connector, error) {
 	switch c.Type {
 	case "token":
 		return tokens, nil
@@ -112,7 +113,7 @@ func openConnector(c config.Connector, tokens lapse.Connector) (lapse.Connector,
 		if err != nil {
 			return nil, fmt.Errorf("connector %q: %w", c.Name, err)
 		}
-		return postgres.New(postgres.Config{Name: c.Name, DSN: dsn, MaxConns: s.MaxConnections, Timeout: s.timeout})
+		return postgres.New(postgres.Config{Name: c.Name, DSN: dsn, MaxConns: s.MaxConnections, Timeout: s.timeout, Logger: logger})
 	}
 	return nil, fmt.Errorf("connector %q: type %q cannot be served", c.Name, c.Type)
 }

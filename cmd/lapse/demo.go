@@ -19,7 +19,8 @@ type demoSetup struct {
 func newDemo() (*demoSetup, error) {
 	d := &demoSetup{tokens: map[string]string{}}
 	cfg := &config.Config{
-		Server:      config.Server{Listen: "127.0.0.1:8080", PendingTTL: 24 * time.Hour, Issuer: "lapse-demo"},
+		Server: config.Server{Listen: "127.0.0.1:8080", PendingTTL: 24 * time.Hour, Issuer: "lapse-demo",
+			ActivityInterval: 15 * time.Second, ReconcileInterval: time.Minute},
 		AdminGroups: []string{"security"},
 		Connectors:  []config.Connector{{Name: "tokens", Type: "token"}},
 		Resources: []lapse.Resource{

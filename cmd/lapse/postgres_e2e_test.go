@@ -43,7 +43,8 @@ func pgSetup(t *testing.T) (*pgtest.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := strings.Replace(string(base), "connectors:\n", `connectors:
+	cfg := strings.Replace(string(base), "server:\n", "server:\n  activity_interval: 500ms\n  reconcile_interval: 2s\n", 1)
+	cfg = strings.Replace(cfg, "connectors:\n", `connectors:
   - name: orders-pg
     type: postgres
     dsn_env: ORDERS_PG_ADMIN_DSN
@@ -100,7 +101,7 @@ func TestPostgresGrantEndsOnTime(t *testing.T) {
 	s := startServerEnv(t, []string{"ORDERS_PG_ADMIN_DSN=" + pg.AdminDSN()}, "--config", cfg, "--data", filepath.Join(t.TempDir(), "data"))
 
 	var r api.Request
-	s.cliJSON(t, "alice", &r, "request", "orders-db", "--role", "read", "--for", "4s", "--reason", "INC-7")
+	s.cliJSON(t, "alice", &r, "request", "orders-db", "--role", "read", "--for", "6s", "--reason", "INC-7")
 	if r.State != lapse.StateActive || r.Credentials == nil || r.Credentials.Kind != "postgres_url" {
 		t.Fatalf("request: %+v", r)
 	}
@@ -137,6 +138,18 @@ func TestPostgresGrantEndsOnTime(t *testing.T) {
 	}
 	if _, err := conn.Exec(ctx, `SELECT * FROM secrets`); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("read secrets: %v, want permission denied", err)
+	}
+	// The session is sampled into the grant's activity.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		out, _ := s.cli(t, "alice", "show", r.ID)
+		if strings.Contains(out, "Activity:") && strings.Contains(out, "session") && strings.Contains(out, "database=") {
+			break
+		}
+		if time.Now().After(deadline) {
+			aud, _ := s.cli(t, "alice", "audit", "--request", r.ID, "--type", lapse.EvActivity)
+			t.Fatalf("no activity in show:\n%s\n%s\n%s", out, aud, s.logs())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	// A query still running at expiry is cut off.
 	cut := make(chan error, 1)

@@ -26,7 +26,9 @@ import (
 	"github.com/lapse-access/lapse/connector/token"
 	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/httpapi"
+	"github.com/lapse-access/lapse/monitor"
 	"github.com/lapse-access/lapse/policy"
+	"github.com/lapse-access/lapse/reconcile"
 	"github.com/lapse-access/lapse/seal"
 	"github.com/lapse-access/lapse/sqlstore"
 )
@@ -144,6 +146,8 @@ type app struct {
 	logger    *slog.Logger
 	unlock    func()
 	conns     map[string]lapse.Connector
+	sweeper   *reconcile.Sweeper
+	sampler   *monitor.Sampler
 }
 
 func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
@@ -189,7 +193,7 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		}
 	}()
 	for _, c := range cfg.Connectors {
-		conn, err := openConnector(c, tokens)
+		conn, err := openConnector(c, tokens, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -242,7 +246,12 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	return &app{store: store, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns}, nil
+	sweeper := &reconcile.Sweeper{Store: store, Connectors: conns, Clock: clock, Logger: logger.With("system", "reconcile"),
+		Interval: cfg.Server.ReconcileInterval}
+	sampler := &monitor.Sampler{Store: store, Target: target, Clock: clock, Logger: logger.With("system", "monitor"),
+		Interval: cfg.Server.ActivityInterval}
+	return &app{store: store, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns,
+		sweeper: sweeper, sampler: sampler}, nil
 }
 
 // closeConnectors closes the connectors that hold resources.
@@ -268,6 +277,8 @@ func (a *app) Serve(ctx context.Context, ln net.Listener) error {
 			cancel()
 		}
 	})
+	wg.Go(func() { _ = a.sweeper.Run(ctx) })
+	wg.Go(func() { _ = a.sampler.Run(ctx) })
 	errc := make(chan error, 1)
 	go func() { errc <- a.http.Serve(ln) }()
 	var err error
