@@ -17,6 +17,9 @@ type Grant struct {
 	// Settings is the role's connector settings as returned by
 	// [RoleDecoder.DecodeRole].
 	Settings any
+	// Inputs are the requester's inputs for the connector (see
+	// [Request.Inputs]).
+	Inputs map[string]string
 }
 
 // Credentials are handed to the requester once. They never reach logs, audit

@@ -1,6 +1,7 @@
 package lapse
 
 import (
+	"maps"
 	"slices"
 	"time"
 )
@@ -78,6 +79,9 @@ type Request struct {
 	// StartAt, if set, is the earliest moment the grant may become active
 	// (a maintenance window).
 	StartAt time.Time
+	// Inputs are what the requester hands in for the connector, such as an
+	// SSH public key to certify. They are never secret.
+	Inputs map[string]string
 
 	State     State
 	CreatedAt time.Time
@@ -181,6 +185,7 @@ func (r Request) check(a Action) error {
 // clone returns a copy that shares no slices or pointers with r.
 func (r Request) clone() Request {
 	r.Approvals = slices.Clone(r.Approvals)
+	r.Inputs = maps.Clone(r.Inputs)
 	if r.Extension != nil {
 		ext := *r.Extension
 		ext.Approvals = slices.Clone(ext.Approvals)
@@ -524,4 +529,11 @@ func (r Request) Active(now time.Time) bool {
 // Due reports whether the scheduler must act on r at now.
 func (r Request) Due(now time.Time) bool {
 	return !r.NextAt.IsZero() && !now.Before(r.NextAt)
+}
+
+// Grant returns what a connector is given for r, with the expiry and the
+// role's connector settings.
+func (r Request) Grant(expires time.Time, settings any) Grant {
+	return Grant{ID: r.ID, User: r.User, Resource: r.Resource, Role: r.Role, ExpiresAt: expires,
+		Ref: r.Ref, Settings: settings, Inputs: maps.Clone(r.Inputs)}
 }

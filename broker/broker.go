@@ -403,7 +403,7 @@ func (b *Broker) extendTarget(ctx context.Context, r lapse.Request) (*lapse.Cred
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	g := lapse.Grant{ID: r.ID, User: r.User, Resource: r.Resource, Role: r.Role, ExpiresAt: r.ExtendedExpiry(), Ref: r.Ref, Settings: settings}
+	g := r.Grant(r.ExtendedExpiry(), settings)
 	creds, err := c.Extend(ctx, g)
 	if err != nil {
 		return nil, fmt.Errorf("extend in target: %w", err)

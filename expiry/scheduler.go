@@ -410,7 +410,7 @@ func (s *Scheduler) work(ctx context.Context, r lapse.Request) result {
 
 func (s *Scheduler) grant(r lapse.Request, expires time.Time) (lapse.Connector, lapse.Grant, error) {
 	c, settings, err := s.Target(r.Resource, r.Role)
-	g := lapse.Grant{ID: r.ID, User: r.User, Resource: r.Resource, Role: r.Role, ExpiresAt: expires, Ref: r.Ref, Settings: settings}
+	g := r.Grant(expires, settings)
 	return c, g, err
 }
 

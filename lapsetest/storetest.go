@@ -157,6 +157,7 @@ func testCreateGet(t *testing.T, s lapse.Store) {
 		ID: "r1", User: "alice", Resource: "orders-db", Role: "read",
 		Reason: "INC-4411", Ticket: "T-1", Duration: 90 * time.Minute,
 		StartAt:   t0.Add(time.Minute).In(zone),
+		Inputs:    map[string]string{"ssh_public_key": "ssh-ed25519 AAAA alice@laptop"},
 		State:     lapse.StateActive,
 		CreatedAt: t0, UpdatedAt: t0.Add(2 * time.Minute),
 		PendingUntil:    t0.Add(time.Hour),

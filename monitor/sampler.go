@@ -184,10 +184,7 @@ func (s *Sampler) SampleOnce(ctx context.Context) (int, error) {
 			continue
 		}
 		_, known := s.seen[r.ID]
-		jobs = append(jobs, job{r: r, sampler: as, seed: !known, grant: lapse.Grant{
-			ID: r.ID, User: r.User, Resource: r.Resource, Role: r.Role,
-			ExpiresAt: r.ExpiresAt, Ref: r.Ref, Settings: settings,
-		}})
+		jobs = append(jobs, job{r: r, sampler: as, seed: !known, grant: r.Grant(r.ExpiresAt, settings)})
 	}
 	// Grants that are no longer active do not come back.
 	for id := range s.seen {

@@ -66,6 +66,7 @@ func requestValues(r *lapse.Request) ([]any, error) {
 		e.time(r.ActivatedAt), e.time(r.ExpiresAt), e.time(r.EndedAt),
 		string(r.EndReason), r.EndedBy, r.Note, e.json(r.Extension, r.Extension == nil),
 		r.Ref, r.Attempts, e.time(r.NextAt), r.Owner, r.LastError, r.CredentialsWaiting,
+		e.json(r.Inputs, len(r.Inputs) == 0),
 	}
 	if e.err != nil {
 		return nil, fmt.Errorf("request %s: %w", r.ID, e.err)
@@ -101,12 +102,12 @@ func scanRequest(sc scanner) (lapse.Request, error) {
 		state, endReason                            string
 		startAt, createdAt, updatedAt, pendingUntil sql.NullInt64
 		activatedAt, expiresAt, endedAt, nextAt     sql.NullInt64
-		approvals, extension                        sql.NullString
+		approvals, extension, inputs                sql.NullString
 	)
 	err := sc.Scan(&r.ID, &r.User, &r.Resource, &r.Role, &r.Reason, &r.Ticket, &duration,
 		&startAt, &state, &createdAt, &updatedAt, &pendingUntil, &r.ApprovalsNeeded, &approvals,
 		&activatedAt, &expiresAt, &endedAt, &endReason, &r.EndedBy, &r.Note, &extension,
-		&r.Ref, &r.Attempts, &nextAt, &r.Owner, &r.LastError, &r.CredentialsWaiting, &r.Version)
+		&r.Ref, &r.Attempts, &nextAt, &r.Owner, &r.LastError, &r.CredentialsWaiting, &inputs, &r.Version)
 	if err != nil {
 		return lapse.Request{}, err
 	}
@@ -118,6 +119,11 @@ func scanRequest(sc scanner) (lapse.Request, error) {
 	if approvals.Valid {
 		if err := json.Unmarshal([]byte(approvals.String), &r.Approvals); err != nil {
 			return lapse.Request{}, fmt.Errorf("decode approvals of request %s: %w", r.ID, err)
+		}
+	}
+	if inputs.Valid {
+		if err := json.Unmarshal([]byte(inputs.String), &r.Inputs); err != nil {
+			return lapse.Request{}, fmt.Errorf("decode inputs of request %s: %w", r.ID, err)
 		}
 	}
 	if extension.Valid {
