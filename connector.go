@@ -17,6 +17,8 @@ type Grant struct {
 	// Settings is the role's connector settings as returned by
 	// [RoleDecoder.DecodeRole].
 	Settings any
+	// Reason is the requester's stated reason, for targets that record it.
+	Reason string
 	// Inputs are the requester's inputs for the connector (see
 	// [Request.Inputs]).
 	Inputs map[string]string

@@ -535,5 +535,5 @@ func (r Request) Due(now time.Time) bool {
 // role's connector settings.
 func (r Request) Grant(expires time.Time, settings any) Grant {
 	return Grant{ID: r.ID, User: r.User, Resource: r.Resource, Role: r.Role, ExpiresAt: expires,
-		Ref: r.Ref, Settings: settings, Inputs: maps.Clone(r.Inputs)}
+		Ref: r.Ref, Settings: settings, Reason: r.Reason, Inputs: maps.Clone(r.Inputs)}
 }

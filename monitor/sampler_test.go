@@ -150,7 +150,7 @@ func TestGrantIsPassedWithItsRef(t *testing.T) {
 	if _, err := s.SampleOnce(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	want := lapse.Grant{ID: r.ID, User: r.User, Resource: r.Resource, Role: r.Role, ExpiresAt: r.ExpiresAt, Ref: r.Ref}
+	want := lapse.Grant{ID: r.ID, User: r.User, Resource: r.Resource, Role: r.Role, ExpiresAt: r.ExpiresAt, Ref: r.Ref, Reason: r.Reason}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("grant (-want +got):\n%s", diff)
 	}
