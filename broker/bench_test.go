@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -13,9 +12,9 @@ import (
 	"github.com/lapse-access/lapse/broker"
 	"github.com/lapse-access/lapse/connector/token"
 	"github.com/lapse-access/lapse/expiry"
+	"github.com/lapse-access/lapse/lapsetest"
 	"github.com/lapse-access/lapse/policy"
 	"github.com/lapse-access/lapse/seal"
-	"github.com/lapse-access/lapse/sqlstore"
 )
 
 // BenchmarkSubmitAutoApproved measures an auto-approved request on the
@@ -23,11 +22,7 @@ import (
 // request's transaction, the claim, signing the token and the activation's
 // transaction. It reports the latency percentiles.
 func BenchmarkSubmitAutoApproved(b *testing.B) {
-	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "lapse.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := lapsetest.OpenStore(b)
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	conn := token.New(key, "bench")
 	box, _ := seal.New(make([]byte, 32))

@@ -23,9 +23,9 @@ import (
 	"github.com/lapse-access/lapse/connector/token"
 	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/httpapi"
+	"github.com/lapse-access/lapse/lapsetest"
 	"github.com/lapse-access/lapse/policy"
 	"github.com/lapse-access/lapse/seal"
-	"github.com/lapse-access/lapse/sqlstore"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -47,10 +47,7 @@ var users = map[string][]string{
 func newStack(t testing.TB) *stack {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := sqlstore.OpenSQLite(t.Context(), filepath.Join(dir, "lapse.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := lapsetest.OpenStore(t)
 	key, err := token.LoadOrCreateKey(filepath.Join(dir, "token.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +77,6 @@ func newStack(t testing.TB) *stack {
 		srv.Close()
 		cancel()
 		<-done
-		st.Close()
 	})
 	return &stack{url: srv.URL, store: st, tok: tok}
 }

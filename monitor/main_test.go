@@ -3,48 +3,26 @@ package monitor_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/lapsetest"
 	"github.com/lapse-access/lapse/lapsetest/pgtest"
 	"github.com/lapse-access/lapse/monitor"
-	"github.com/lapse-access/lapse/sqlstore"
 )
 
 // TestMain removes the shared PostgreSQL server after the tests and then
 // checks that no goroutine is left behind.
-func TestMain(m *testing.M) {
-	code := pgtest.Main(m)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goroutines left behind: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pgtest.MainNoLeaks(m)) }
 
 var start = time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
 
 // openStore opens a SQLite store in a temporary directory, closed when t
 // ends.
-func openStore(t testing.TB) lapse.Store {
-	t.Helper()
-	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "lapse.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
-}
+func openStore(t testing.TB) lapse.Store { return lapsetest.OpenStore(t) }
 
 // targets returns a Target that resolves resources by name in conns.
 func targets(conns map[string]lapse.Connector) monitor.Target {

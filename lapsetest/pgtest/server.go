@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"go.uber.org/goleak"
 	"net"
 	"net/url"
 	"os"
@@ -472,4 +473,19 @@ func serverCredential() (*syscall.Credential, error) {
 		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 	}
 	return nil, fmt.Errorf("running as root and found no user to run PostgreSQL as: %w", errors.Join(errs...))
+}
+
+// MainNoLeaks is [Main] followed by a check that the tests left no
+// goroutine running. Call it from TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(pgtest.MainNoLeaks(m)) }
+func MainNoLeaks(m *testing.M) int {
+	code := Main(m)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goroutines left behind: %v\n", err)
+			code = 1
+		}
+	}
+	return code
 }
