@@ -41,6 +41,9 @@ type Provisioned struct {
 	Credentials *Credentials
 	// Details are non-secret facts for the audit record.
 	Details map[string]string
+	// Outputs are non-secret results the requester may read again from the
+	// request, such as an SSH certificate.
+	Outputs map[string]string
 }
 
 // Existing is one access that a connector finds in its target.
@@ -123,4 +126,13 @@ type ActivitySampler interface {
 // without calling it for every grant, and retry at once when it is back.
 type Pinger interface {
 	Ping(ctx context.Context) error
+}
+
+// InputValidator is implemented by connectors that take inputs from the
+// requester (see [Request.Inputs]). ValidateInputs checks them against the
+// role's settings when the request is made, so that bad input is refused
+// at once with an [ErrInvalid] error rather than failing provisioning
+// later. Connectors that do not implement it accept no inputs.
+type InputValidator interface {
+	ValidateInputs(inputs map[string]string, settings any) error
 }

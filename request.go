@@ -106,6 +106,9 @@ type Request struct {
 	// Ref is the connector's handle on what it provisioned (a role name, a
 	// certificate serial); empty until provisioned.
 	Ref string
+	// Outputs are the non-secret results of provisioning that the requester
+	// may read again, such as an SSH certificate.
+	Outputs map[string]string
 	// Attempts counts connector calls for the current step (provision or
 	// revoke); reset when the step changes.
 	Attempts int
@@ -186,6 +189,7 @@ func (r Request) check(a Action) error {
 func (r Request) clone() Request {
 	r.Approvals = slices.Clone(r.Approvals)
 	r.Inputs = maps.Clone(r.Inputs)
+	r.Outputs = maps.Clone(r.Outputs)
 	if r.Extension != nil {
 		ext := *r.Extension
 		ext.Approvals = slices.Clone(ext.Approvals)

@@ -33,6 +33,8 @@ type Request struct {
 	Note            string             `json:"note,omitempty"`
 	Extension       *lapse.Extension   `json:"extension,omitempty"`
 	Ref             string             `json:"ref,omitempty"`
+	Inputs          map[string]string  `json:"inputs,omitempty"`
+	Outputs         map[string]string  `json:"outputs,omitempty"`
 	Attempts        int                `json:"attempts,omitempty"`
 	LastError       string             `json:"last_error,omitempty"`
 	CredsWaiting    bool               `json:"credentials_waiting"`
@@ -63,6 +65,7 @@ func FromRequest(r lapse.Request) Request {
 		StartAt: ptr(r.StartAt), CreatedAt: r.CreatedAt.UTC(), ApprovalsNeeded: r.ApprovalsNeeded,
 		Approvals: r.Approvals, ActivatedAt: ptr(r.ActivatedAt), ExpiresAt: ptr(r.ExpiresAt), EndedAt: ptr(r.EndedAt),
 		EndReason: r.EndReason, EndedBy: r.EndedBy, Note: r.Note, Extension: r.Extension, Ref: r.Ref,
+		Inputs: r.Inputs, Outputs: r.Outputs,
 		LastError: r.LastError, CredsWaiting: r.CredentialsWaiting,
 	}
 	if r.State == lapse.StatePending {
@@ -95,6 +98,9 @@ type SubmitRequest struct {
 	Ticket   string `json:"ticket,omitempty"`
 	// StartAt schedules the window (RFC 3339); empty means now.
 	StartAt string `json:"start_at,omitempty"`
+	// Inputs are inputs for the resource's connector, such as
+	// {"ssh_public_key": "ssh-ed25519 AAAA..."}.
+	Inputs map[string]string `json:"inputs,omitempty"`
 }
 
 // CommentBody is the body of approve.

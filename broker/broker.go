@@ -105,6 +105,39 @@ type SubmitInput struct {
 	Ticket   string
 	// StartAt schedules the window to start later; zero means now.
 	StartAt time.Time
+	// Inputs are the requester's inputs for the connector, such as an SSH
+	// public key.
+	Inputs map[string]string
+}
+
+// Limits on the requester's inputs.
+const (
+	maxInputs     = 8
+	maxInputBytes = 16 << 10
+)
+
+// checkInputs refuses inputs the resource's connector does not take.
+func (b *Broker) checkInputs(res *lapse.Resource, role *lapse.Role, inputs map[string]string) error {
+	if len(inputs) == 0 {
+		return nil
+	}
+	if len(inputs) > maxInputs {
+		return lapse.Invalidf("at most %d inputs, got %d", maxInputs, len(inputs))
+	}
+	for k, v := range inputs {
+		if len(v) > maxInputBytes {
+			return lapse.Invalidf("input %q is %d bytes long; the limit is %d", k, len(v), maxInputBytes)
+		}
+	}
+	c, settings, err := b.Target(res.Name, role.Name)
+	if err != nil {
+		return err
+	}
+	v, ok := c.(lapse.InputValidator)
+	if !ok {
+		return lapse.Invalidf("resource %s takes no inputs", res.Name)
+	}
+	return v.ValidateInputs(inputs, settings)
 }
 
 // MaxReasonLen bounds reasons, tickets and comments.
@@ -150,6 +183,9 @@ func (b *Broker) Submit(ctx context.Context, p lapse.Principal, in SubmitInput) 
 	if err := checkText("ticket", in.Ticket, false); err != nil {
 		return Result{}, err
 	}
+	if err := b.checkInputs(res, role, in.Inputs); err != nil {
+		return Result{}, err
+	}
 	maxDelay := b.MaxStartDelay
 	if maxDelay <= 0 {
 		maxDelay = 30 * 24 * time.Hour
@@ -177,6 +213,7 @@ func (b *Broker) Submit(ctx context.Context, p lapse.Principal, in SubmitInput) 
 	r, err := lapse.NewRequest(lapse.Request{
 		ID: NewID(), User: p.Name, Resource: res.Name, Role: role.Name,
 		Reason: strings.TrimSpace(in.Reason), Ticket: strings.TrimSpace(in.Ticket), Duration: in.Duration, StartAt: in.StartAt,
+		Inputs: in.Inputs,
 	}, needed, ttl, now)
 	if err != nil {
 		return Result{}, err

@@ -440,6 +440,7 @@ func (s *Scheduler) provision(ctx context.Context, r lapse.Request) result {
 				creds:   p.Credentials,
 				apply: func(now time.Time) (lapse.Request, lapse.AuditEvent, error) {
 					next, err := r.Activate(p.Ref, start)
+					next.Outputs = p.Outputs
 					ev := lapse.NewAuditEvent(lapse.EvProvisioned, "lapse", r.State, next, map[string]any{
 						"ref": p.Ref, "expires_at": next.ExpiresAt, "details": p.Details}, now)
 					return next, ev, err

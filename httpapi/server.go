@@ -247,7 +247,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p lapse.Principa
 		}
 	}
 	res, err := s.Broker.Submit(r.Context(), p, broker.SubmitInput{
-		Resource: in.Resource, Role: in.Role, Duration: d, Reason: in.Reason, Ticket: in.Ticket, StartAt: start})
+		Resource: in.Resource, Role: in.Role, Duration: d, Reason: in.Reason, Ticket: in.Ticket, StartAt: start, Inputs: in.Inputs})
 	if err != nil && res.Request.ID == "" {
 		return err
 	}

@@ -308,6 +308,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"bad state filter", "alice", "GET", "/v1/requests?state=sleeping", nil, 400, "state"},
 		{"bad start", "alice", "POST", "/v1/requests", body(`{"resource":"app","role":"read","duration":"1h","reason":"x","start_at":"tomorrow"}`), 400, "RFC 3339"},
 		{"unknown endpoint", "alice", "GET", "/v1/nothing", nil, 404, "no such endpoint"},
+		{"inputs to a connector that takes none", "alice", "POST", "/v1/requests", body(`{"resource":"app","role":"read","duration":"1h","reason":"x","inputs":{"ssh_public_key":"ssh-ed25519 AAAA"}}`), 400, "takes no inputs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

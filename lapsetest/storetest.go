@@ -177,6 +177,7 @@ func testCreateGet(t *testing.T, s lapse.Store) {
 			ApprovalsNeeded: 1, Approvals: []lapse.Approval{{By: "dan", At: t0.Add(5 * time.Minute)}},
 		},
 		Ref:                "role_alice_1",
+		Outputs:            map[string]string{"ssh_certificate": "ssh-ed25519-cert-v01@openssh.com AAAA"},
 		Attempts:           3,
 		NextAt:             t0.Add(93 * time.Minute),
 		Owner:              "worker-1",

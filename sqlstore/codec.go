@@ -66,7 +66,7 @@ func requestValues(r *lapse.Request) ([]any, error) {
 		e.time(r.ActivatedAt), e.time(r.ExpiresAt), e.time(r.EndedAt),
 		string(r.EndReason), r.EndedBy, r.Note, e.json(r.Extension, r.Extension == nil),
 		r.Ref, r.Attempts, e.time(r.NextAt), r.Owner, r.LastError, r.CredentialsWaiting,
-		e.json(r.Inputs, len(r.Inputs) == 0),
+		e.json(r.Inputs, len(r.Inputs) == 0), e.json(r.Outputs, len(r.Outputs) == 0),
 	}
 	if e.err != nil {
 		return nil, fmt.Errorf("request %s: %w", r.ID, e.err)
@@ -84,6 +84,7 @@ func mutableValues(r *lapse.Request) ([]any, error) {
 		e.time(r.ActivatedAt), e.time(r.ExpiresAt), e.time(r.EndedAt),
 		string(r.EndReason), r.EndedBy, r.Note, e.json(r.Extension, r.Extension == nil),
 		r.Ref, r.Attempts, e.time(r.NextAt), r.Owner, r.LastError, r.CredentialsWaiting,
+		e.json(r.Outputs, len(r.Outputs) == 0),
 	}
 	if e.err != nil {
 		return nil, fmt.Errorf("request %s: %w", r.ID, e.err)
@@ -102,12 +103,12 @@ func scanRequest(sc scanner) (lapse.Request, error) {
 		state, endReason                            string
 		startAt, createdAt, updatedAt, pendingUntil sql.NullInt64
 		activatedAt, expiresAt, endedAt, nextAt     sql.NullInt64
-		approvals, extension, inputs                sql.NullString
+		approvals, extension, inputs, outputs       sql.NullString
 	)
 	err := sc.Scan(&r.ID, &r.User, &r.Resource, &r.Role, &r.Reason, &r.Ticket, &duration,
 		&startAt, &state, &createdAt, &updatedAt, &pendingUntil, &r.ApprovalsNeeded, &approvals,
 		&activatedAt, &expiresAt, &endedAt, &endReason, &r.EndedBy, &r.Note, &extension,
-		&r.Ref, &r.Attempts, &nextAt, &r.Owner, &r.LastError, &r.CredentialsWaiting, &inputs, &r.Version)
+		&r.Ref, &r.Attempts, &nextAt, &r.Owner, &r.LastError, &r.CredentialsWaiting, &inputs, &outputs, &r.Version)
 	if err != nil {
 		return lapse.Request{}, err
 	}
@@ -124,6 +125,11 @@ func scanRequest(sc scanner) (lapse.Request, error) {
 	if inputs.Valid {
 		if err := json.Unmarshal([]byte(inputs.String), &r.Inputs); err != nil {
 			return lapse.Request{}, fmt.Errorf("decode inputs of request %s: %w", r.ID, err)
+		}
+	}
+	if outputs.Valid {
+		if err := json.Unmarshal([]byte(outputs.String), &r.Outputs); err != nil {
+			return lapse.Request{}, fmt.Errorf("decode outputs of request %s: %w", r.ID, err)
 		}
 	}
 	if extension.Valid {

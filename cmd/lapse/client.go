@@ -184,6 +184,7 @@ func newRequest(g *globals) *cobra.Command {
 	var in api.SubmitRequest
 	var wait bool
 	var waitFor time.Duration
+	var sshKey string
 	cmd := &cobra.Command{
 		Use:   "request RESOURCE --role ROLE --for DURATION --reason TEXT",
 		Short: "Ask for a role on a resource for a bounded time",
@@ -194,6 +195,16 @@ func newRequest(g *globals) *cobra.Command {
 				return err
 			}
 			in.Resource = args[0]
+			if sshKey != "" {
+				b, err := os.ReadFile(sshKey)
+				if err != nil {
+					return fmt.Errorf("--ssh-key: %w", err)
+				}
+				if strings.Contains(string(b), "PRIVATE KEY") {
+					return errors.New("--ssh-key takes the public key (the .pub file), never the private key")
+				}
+				in.Inputs = map[string]string{"ssh_public_key": strings.TrimSpace(string(b))}
+			}
 			r, err := c.Submit(cmd.Context(), in)
 			if err != nil {
 				return err
@@ -237,6 +248,7 @@ func newRequest(g *globals) *cobra.Command {
 	f.StringVar(&in.Ticket, "ticket", "", "ticket or incident id")
 	f.StringVar(&in.StartAt, "at", "", "start the window later, at this RFC 3339 time")
 	f.BoolVar(&wait, "wait", false, "wait until the request is active (or ends) and fetch the credentials")
+	f.StringVar(&sshKey, "ssh-key", "", "SSH public key to certify, for ssh resources (e.g. ~/.ssh/id_ed25519.pub)")
 	f.DurationVar(&waitFor, "wait-timeout", 24*time.Hour, "how long --wait waits")
 	for _, n := range []string{"role", "for", "reason"} {
 		_ = cmd.MarkFlagRequired(n)
@@ -420,6 +432,49 @@ func newCredentials(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func newSSHCert(g *globals) *cobra.Command {
+	var key string
+	cmd := &cobra.Command{
+		Use:   "ssh-cert ID --key ~/.ssh/id_ed25519",
+		Short: "Write the SSH certificate of a grant next to your key, where ssh finds it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			r, err := c.Get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			cert := r.Outputs["ssh_certificate"]
+			if r.CredsWaiting {
+				// A later certificate (after an extension) waits to be
+				// fetched once.
+				creds, err := c.Credentials(cmd.Context(), r.ID)
+				if err != nil {
+					return err
+				}
+				if creds.Kind == "ssh_certificate" {
+					cert = creds.Value
+				}
+			}
+			if r.State != lapse.StateActive || cert == "" {
+				return fmt.Errorf("request %s is %s and has no SSH certificate", r.ID, r.State)
+			}
+			path := strings.TrimSuffix(key, ".pub") + "-cert.pub"
+			if err := os.WriteFile(path, []byte(strings.TrimSpace(cert)+"\n"), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "wrote %s (valid until %s); ssh uses it with %s\n", path, r.ExpiresAt.UTC().Format(time.RFC3339), strings.TrimSuffix(key, ".pub"))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&key, "key", "", "your private key file; the certificate is written beside it as <key>-cert.pub (required)")
+	_ = cmd.MarkFlagRequired("key")
+	return cmd
 }
 
 func newCheck(g *globals) *cobra.Command {

@@ -62,7 +62,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newServe(g),
 		newRequest(g), newLs(g), newShow(g), newApprove(g), newDeny(g), newCancel(g), newRelease(g),
-		newRevoke(g), newExtend(g), newCredentials(g), newCheck(g), newAudit(g), newWhoami(g), newResources(g),
+		newRevoke(g), newExtend(g), newCredentials(g), newSSHCert(g), newCheck(g), newAudit(g), newWhoami(g), newResources(g),
 		newConfig(g),
 	)
 	return root
