@@ -506,11 +506,8 @@ func (b *Broker) Cancel(ctx context.Context, p lapse.Principal, id string) (Resu
 		ev := lapse.NewAuditEvent(lapse.EvCancelled, p.Name, r.State, next, nil, now)
 		return next, &ev, nil
 	})
-	if err == nil && r.State == lapse.StateApproved && r.Owner != "" {
-		// A provisioning may be running; it removes what it created when it
-		// finds the request cancelled.
-		b.logger().Info("cancelled a request while it was being provisioned", "request", id)
-	}
+	// A provisioning that may be running removes what it created when it
+	// finds the request cancelled; the reconciliation sweep backs that up.
 	return Result{Request: out}, err
 }
 
