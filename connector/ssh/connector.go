@@ -116,6 +116,9 @@ func New(cfg Config) (*Connector, error) {
 	if cfg.CAKey == nil {
 		return nil, errors.New("ssh connector: no CA key")
 	}
+	if k, ok := cfg.CAKey.(ed25519.PrivateKey); ok && len(k) != ed25519.PrivateKeySize {
+		return nil, errors.New("ssh connector: the CA key is not a valid Ed25519 key")
+	}
 	if cfg.StateDir == "" {
 		return nil, errors.New("ssh connector: no state directory for the revocation list")
 	}
