@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/config"
 	"github.com/lapse-access/lapse/connector/postgres"
+	sshc "github.com/lapse-access/lapse/connector/ssh"
 )
 
 // tokenType is the built-in token connector's config: it takes no settings,
@@ -77,6 +79,7 @@ func connectorTypes() map[string]config.ConnectorType {
 	return map[string]config.ConnectorType{
 		"token":    tokenType{},
 		"postgres": postgresType{},
+		"ssh":      sshType{},
 	}
 }
 
@@ -103,8 +106,20 @@ func readSecret(env, file string) (string, error) {
 
 // openConnector builds a configured connector. Constructing one connects to
 // nothing.
-func openConnector(c config.Connector, tokens lapse.Connector, logger *slog.Logger) (lapse.Connector, error) {
+func openConnector(c config.Connector, tokens lapse.Connector, dataDir string, logger *slog.Logger) (lapse.Connector, error) {
 	switch c.Type {
+	case "ssh":
+		s := c.Settings.(sshSettings)
+		keyFile := s.CAKeyFile
+		if keyFile == "" {
+			keyFile = filepath.Join(dataDir, "ssh_ca.key")
+		}
+		key, err := sshc.LoadOrCreateCAKey(keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("connector %q: %w", c.Name, err)
+		}
+		return sshc.New(sshc.Config{Name: c.Name, CAKey: key, StateDir: filepath.Join(dataDir, "ssh", c.Name),
+			KRLPath: s.KRLFile, Logger: logger})
 	case "token":
 		return tokens, nil
 	case "postgres":
@@ -116,4 +131,26 @@ func openConnector(c config.Connector, tokens lapse.Connector, logger *slog.Logg
 		return postgres.New(postgres.Config{Name: c.Name, DSN: dsn, MaxConns: s.MaxConnections, Timeout: s.timeout, Logger: logger})
 	}
 	return nil, fmt.Errorf("connector %q: type %q cannot be served", c.Name, c.Type)
+}
+
+// sshSettings are an ssh connector's keys in lapse.yaml.
+type sshSettings struct {
+	// CAKeyFile is the CA's private key; default ssh_ca.key in the data dir,
+	// generated on first use.
+	CAKeyFile string `yaml:"ca_key_file"`
+	// KRLFile, if set, is where the key revocation list is written on
+	// every revocation, for a local sshd's RevokedKeys.
+	KRLFile string `yaml:"krl_file"`
+}
+
+type sshType struct{}
+
+func (sshType) Settings(decode func(any) error) (any, error) {
+	var s sshSettings
+	return s, decode(&s)
+}
+
+func (sshType) RoleSettings(_ any, decode func(any) error) (any, error) {
+	var c sshc.Connector // DecodeRole uses no state of the connector
+	return c.DecodeRole(decode)
 }

@@ -193,7 +193,7 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		}
 	}()
 	for _, c := range cfg.Connectors {
-		conn, err := openConnector(c, tokens, logger)
+		conn, err := openConnector(c, tokens, dir, logger)
 		if err != nil {
 			return nil, err
 		}

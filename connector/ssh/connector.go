@@ -221,6 +221,8 @@ func (c *Connector) Provision(_ context.Context, g lapse.Grant) (lapse.Provision
 	return lapse.Provisioned{
 		Ref:         strconv.FormatUint(cert.Serial, 10),
 		Credentials: cred,
+		// A certificate is no secret: the requester may read it again.
+		Outputs: map[string]string{"ssh_certificate": strings.TrimSpace(string(gossh.MarshalAuthorizedKey(cert)))},
 		Details: map[string]string{
 			"serial":          strconv.FormatUint(cert.Serial, 10),
 			"key_id":          cert.KeyId,
@@ -316,6 +318,23 @@ func (c *Connector) issue(g lapse.Grant) (*gossh.Certificate, *lapse.Credentials
 	}
 	return cert, cred, nil
 }
+
+// ValidateInputs accepts only the requester's public key, checked as
+// Provision will check it, so that a bad key is refused when the request
+// is made.
+func (c *Connector) ValidateInputs(inputs map[string]string, _ any) error {
+	for k, v := range inputs {
+		if k != InputPublicKey {
+			return lapse.Invalidf("ssh resources take only the input %q, not %q", InputPublicKey, k)
+		}
+		if _, err := parsePublicKey(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var _ lapse.InputValidator = (*Connector)(nil)
 
 // parsePublicKey reads the requester's public key input.
 func parsePublicKey(line string) (gossh.PublicKey, error) {
