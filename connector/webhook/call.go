@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -43,6 +44,10 @@ type Body struct {
 	Reason string `json:"reason"`
 	// Params are the role's params ([RoleSettings.Params]); never null.
 	Params map[string]string `json:"params"`
+	// CallID is random and new in every call, retries included, so that
+	// no two calls have the same signature: a receiver can refuse a
+	// signature it has seen as a replay.
+	CallID string `json:"call_id"`
 }
 
 // Response is what a receiver may answer with a 2xx status. Every field is
@@ -222,8 +227,11 @@ func (c *Connector) call(ctx context.Context, event string, g lapse.Grant) (resu
 
 // body returns the JSON body of a call and its idempotency key.
 func (c *Connector) body(event string, g lapse.Grant) ([]byte, string, error) {
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	callID := hex.EncodeToString(id[:])
 	if event == EventList {
-		b, err := json.Marshal(map[string]string{"event": EventList})
+		b, err := json.Marshal(map[string]string{"event": EventList, "call_id": callID})
 		return b, "", err
 	}
 	if g.ID == "" {
@@ -246,7 +254,7 @@ func (c *Connector) body(event string, g lapse.Grant) ([]byte, string, error) {
 	}
 	b, err := json.Marshal(Body{
 		Event: event, GrantID: g.ID, User: g.User, Resource: g.Resource, Role: g.Role,
-		ExpiresAt: expires, Reason: g.Reason, Params: params,
+		ExpiresAt: expires, Reason: g.Reason, Params: params, CallID: callID,
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("encode the body: %w", err)

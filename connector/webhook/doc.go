@@ -11,7 +11,8 @@
 // with event "extend": a receiver that treats every call but revoke as
 // "make sure the access exists until expires_at" needs nothing more.
 //
-// Each call carries three headers:
+// Each body carries a random call_id, new in every call, so that no two
+// calls share a signature. Each call carries three headers:
 //
 //	Content-Type: application/json
 //	Idempotency-Key: <grant id>:<event>     (extend: <grant id>:extend:<new expiry, unix seconds>)

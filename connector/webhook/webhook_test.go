@@ -187,6 +187,10 @@ func TestProvisionSendsSignedCall(t *testing.T) {
 	if err := json.Unmarshal(rec.body, &body); err != nil {
 		t.Fatal(err)
 	}
+	if id, _ := body["call_id"].(string); len(id) != 32 {
+		t.Errorf("call_id %q, want 32 hex digits", id)
+	}
+	delete(body, "call_id")
 	wantBody := map[string]any{
 		"event": "provision", "grant_id": "g-1", "user": "alice", "resource": "billing", "role": "admin",
 		"expires_at": "2030-01-02T03:04:05Z", "reason": "INC-4411", "params": map[string]any{"group": "billing-admins"},
@@ -343,7 +347,7 @@ func TestList(t *testing.T) {
 		t.Errorf("List (-want +got):\n%s", diff)
 	}
 	rec := s.recorded()[0]
-	if string(rec.body) != `{"event":"list"}` {
+	if !strings.HasPrefix(string(rec.body), `{"call_id":"`) || !strings.HasSuffix(string(rec.body), `","event":"list"}`) {
 		t.Errorf("list body %s", rec.body)
 	}
 	checkSignature(t, rec)
@@ -527,5 +531,23 @@ func TestBadGrant(t *testing.T) {
 	}
 	if n := len(s.recorded()); n != 0 {
 		t.Errorf("%d calls reached the receiver", n)
+	}
+}
+
+func TestRetriesHaveDistinctSignatures(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, answerJSON(200, ``))
+	c := newConnector(t, s.URL, func(cfg *webhook.Config) { cfg.Now = func() time.Time { return expires } })
+	for range 2 {
+		if err := c.Revoke(t.Context(), grant()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := s.recorded()
+	if a, b := calls[0].header.Get(webhook.SignatureHeader), calls[1].header.Get(webhook.SignatureHeader); a == b {
+		t.Errorf("two calls in the same second have the same signature %s", a)
+	}
+	if a, b := calls[0].header.Get(webhook.IdempotencyHeader), calls[1].header.Get(webhook.IdempotencyHeader); a != b {
+		t.Errorf("a retry has another idempotency key: %s, then %s", a, b)
 	}
 }
