@@ -90,6 +90,8 @@ func NewReceiver(secret []byte, now func() time.Time) *Receiver {
 	return &Receiver{secret: secret, now: now, seen: map[string]time.Time{}, grants: map[string]*access{}}
 }
 
+// ServeHTTP checks a call and handles its event. Refused calls get 401,
+// malformed ones 400.
 func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
@@ -261,6 +263,7 @@ func (rc *Receiver) Authorized(token string) (grantID string, ok bool) {
 	return "", false
 }
 
+// writeJSON answers 200 with v as JSON.
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
