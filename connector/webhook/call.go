@@ -235,16 +235,23 @@ func (c *Connector) body(event string, g lapse.Grant) ([]byte, string, error) {
 		return b, "", err
 	}
 	if g.ID == "" {
-		return nil, "", lapse.Unrecoverable(lapse.Invalidf("the grant has no id"))
-	}
-	if g.ExpiresAt.IsZero() && event != EventRevoke {
-		return nil, "", lapse.Unrecoverable(lapse.Invalidf("the grant has no expiry"))
+		return nil, "", lapse.Invalidf("the grant has no id")
 	}
 	s, err := settingsOf(g)
-	if err != nil {
-		return nil, "", lapse.Unrecoverable(err)
+	if event != EventRevoke {
+		if g.ExpiresAt.IsZero() {
+			return nil, "", lapse.Unrecoverable(lapse.Invalidf("the grant has no expiry"))
+		}
+		if err != nil {
+			return nil, "", lapse.Unrecoverable(err)
+		}
 	}
+	// A revocation goes out even if the role's settings changed since:
+	// without its params if they are no longer valid.
 	params := s.Params
+	if err != nil {
+		params = nil
+	}
 	if params == nil {
 		params = map[string]string{}
 	}

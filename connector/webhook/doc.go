@@ -49,7 +49,7 @@
 // # Reconciliation
 //
 // [Connector.List] returns nothing unless [Config.ListURL] is set; then it
-// posts {"event":"list"} and expects {"grant_ids": [...]}, each grant's
+// posts {"event":"list","call_id":...} and expects {"grant_ids": [...]}, each grant's
 // Ref being its id. With a list URL, VerifyGone also checks that the
 // revoked grant is no longer listed.
 //
