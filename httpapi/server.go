@@ -37,8 +37,21 @@ type TokenVerifier interface {
 	JWKS() []byte
 }
 
+// SSHAuthority is an SSH certificate authority whose public key and key
+// revocation list servers fetch.
+type SSHAuthority interface {
+	Name() string
+	// CAPublicKey is the CA key in authorized_keys format, for sshd's
+	// TrustedUserCAKeys.
+	CAPublicKey() []byte
+	// KRL is the OpenSSH key revocation list, for sshd's RevokedKeys.
+	KRL() ([]byte, error)
+}
+
 // Server is the HTTP API.
 type Server struct {
+	// SSH are the SSH certificate authorities, by connector.
+	SSH    []SSHAuthority
 	Broker *broker.Broker
 	Auth   Authenticator
 	Tokens TokenVerifier
@@ -87,6 +100,8 @@ func (s *Server) Handler() http.Handler {
 	v1("GET /v1/audit/verify", s.verify)
 	v1("GET /v1/resources", s.resources)
 	v1("GET /v1/whoami", s.whoami)
+	v1("GET /v1/ssh/ca.pub", s.sshCA)
+	v1("GET /v1/ssh/krl", s.sshKRL)
 	mux.HandleFunc("/v1/", s.authed(func(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
 		return lapse.NotFoundf("no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
@@ -550,6 +565,55 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request, p lapse.Principa
 		groups = []string{}
 	}
 	writeJSON(w, http.StatusOK, api.Whoami{Name: p.Name, Groups: groups, Admin: p.Admin})
+	return nil
+}
+
+// sshAuthority returns the authority named by ?connector=, or the only one.
+func (s *Server) sshAuthority(r *http.Request) (SSHAuthority, error) {
+	name := r.URL.Query().Get("connector")
+	if name == "" {
+		switch len(s.SSH) {
+		case 0:
+			return nil, lapse.NotFoundf("this server has no ssh connector")
+		case 1:
+			return s.SSH[0], nil
+		}
+		names := make([]string, len(s.SSH))
+		for i, a := range s.SSH {
+			names[i] = a.Name()
+		}
+		return nil, lapse.Invalidf("several ssh connectors (%s): name one with ?connector=", strings.Join(names, ", "))
+	}
+	for _, a := range s.SSH {
+		if a.Name() == name {
+			return a, nil
+		}
+	}
+	return nil, lapse.NotFoundf("no ssh connector %q", name)
+}
+
+func (s *Server) sshCA(w http.ResponseWriter, r *http.Request, _ lapse.Principal) error {
+	a, err := s.sshAuthority(r)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(a.CAPublicKey())
+	return nil
+}
+
+func (s *Server) sshKRL(w http.ResponseWriter, r *http.Request, _ lapse.Principal) error {
+	a, err := s.sshAuthority(r)
+	if err != nil {
+		return err
+	}
+	krl, err := a.KRL()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(krl)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/lapse-access/lapse/config"
 	"github.com/lapse-access/lapse/connector/postgres"
 	sshc "github.com/lapse-access/lapse/connector/ssh"
+	"github.com/lapse-access/lapse/connector/webhook"
 )
 
 // tokenType is the built-in token connector's config: it takes no settings,
@@ -80,6 +81,7 @@ func connectorTypes() map[string]config.ConnectorType {
 		"token":    tokenType{},
 		"postgres": postgresType{},
 		"ssh":      sshType{},
+		"webhook":  webhookType{},
 	}
 }
 
@@ -108,6 +110,13 @@ func readSecret(env, file string) (string, error) {
 // nothing.
 func openConnector(c config.Connector, tokens lapse.Connector, dataDir string, logger *slog.Logger) (lapse.Connector, error) {
 	switch c.Type {
+	case "webhook":
+		s := c.Settings.(webhookSettings)
+		secret, err := readSecret(s.SecretEnv, s.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("connector %q: %w", c.Name, err)
+		}
+		return webhook.New(s.config(c.Name, []byte(secret), logger))
 	case "ssh":
 		s := c.Settings.(sshSettings)
 		keyFile := s.CAKeyFile
@@ -152,5 +161,56 @@ func (sshType) Settings(decode func(any) error) (any, error) {
 
 func (sshType) RoleSettings(_ any, decode func(any) error) (any, error) {
 	var c sshc.Connector // DecodeRole uses no state of the connector
+	return c.DecodeRole(decode)
+}
+
+// webhookSettings are a webhook connector's keys in lapse.yaml. The signing
+// secret comes from an environment variable or a file.
+type webhookSettings struct {
+	ProvisionURL string `yaml:"provision_url"`
+	RevokeURL    string `yaml:"revoke_url"`
+	ExtendURL    string `yaml:"extend_url"`
+	ListURL      string `yaml:"list_url"`
+	SecretEnv    string `yaml:"secret_env"`
+	SecretFile   string `yaml:"secret_file"`
+	Timeout      string `yaml:"timeout"`
+
+	timeout time.Duration
+}
+
+type webhookType struct{}
+
+func (webhookType) Settings(decode func(any) error) (any, error) {
+	var s webhookSettings
+	if err := decode(&s); err != nil {
+		return nil, err
+	}
+	switch {
+	case s.SecretEnv == "" && s.SecretFile == "":
+		return nil, errors.New("set secret_env (an environment variable) or secret_file (a file) holding the signing secret; it never goes in this file")
+	case s.SecretEnv != "" && s.SecretFile != "":
+		return nil, errors.New("set only one of secret_env and secret_file")
+	}
+	if s.Timeout != "" {
+		d, err := config.ParseDuration(s.Timeout)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("timeout: want a positive duration such as 10s, got %q", s.Timeout)
+		}
+		s.timeout = d
+	}
+	// Check the URLs now, with a stand-in secret.
+	if _, err := webhook.New(s.config("check", []byte(strings.Repeat("x", webhook.MinSecretLen)), nil)); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s webhookSettings) config(name string, secret []byte, logger *slog.Logger) webhook.Config {
+	return webhook.Config{Name: name, ProvisionURL: s.ProvisionURL, RevokeURL: s.RevokeURL, ExtendURL: s.ExtendURL,
+		ListURL: s.ListURL, Secret: secret, Timeout: s.timeout, Logger: logger}
+}
+
+func (webhookType) RoleSettings(_ any, decode func(any) error) (any, error) {
+	var c webhook.Connector // DecodeRole uses no state of the connector
 	return c.DecodeRole(decode)
 }

@@ -230,7 +230,14 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		admin := slices.ContainsFunc(u.Groups, func(g string) bool { return slices.Contains(cfg.AdminGroups, g) })
 		users[u.TokenSHA256] = lapse.Principal{Name: u.Name, Groups: u.Groups, Admin: admin}
 	}
+	var authorities []httpapi.SSHAuthority
+	for _, c := range cfg.Connectors {
+		if a, ok := conns[c.Name].(httpapi.SSHAuthority); ok {
+			authorities = append(authorities, a)
+		}
+	}
 	api := &httpapi.Server{
+		SSH:    authorities,
 		Broker: b, Auth: httpapi.NewStaticTokens(users), Tokens: tokenVerifier{tokens},
 		Logger: logger.With("system", "http"), ParseDuration: config.ParseDuration,
 		Ready: func(ctx context.Context) error {

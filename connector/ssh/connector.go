@@ -166,6 +166,9 @@ func (c *Connector) CAPublicKey() []byte {
 	return append(line[:len(line)-1], []byte(" lapse-ca"+commentName(c.name)+"\n")...)
 }
 
+// Name returns the connector's name.
+func (c *Connector) Name() string { return c.name }
+
 func commentName(name string) string {
 	if name == "" {
 		return ""
