@@ -22,6 +22,9 @@ type Grant struct {
 	// Inputs are the requester's inputs for the connector (see
 	// [Request.Inputs]).
 	Inputs map[string]string
+	// ClientIP is the address the request came from (see
+	// [Request.ClientIP]).
+	ClientIP string
 }
 
 // Credentials are handed to the requester once. They never reach logs, audit

@@ -82,6 +82,9 @@ type Request struct {
 	// Inputs are what the requester hands in for the connector, such as an
 	// SSH public key to certify. They are never secret.
 	Inputs map[string]string
+	// ClientIP is the network address the request came from, as the server
+	// saw it; empty when unknown.
+	ClientIP string
 
 	State     State
 	CreatedAt time.Time
@@ -539,5 +542,5 @@ func (r Request) Due(now time.Time) bool {
 // role's connector settings.
 func (r Request) Grant(expires time.Time, settings any) Grant {
 	return Grant{ID: r.ID, User: r.User, Resource: r.Resource, Role: r.Role, ExpiresAt: expires,
-		Ref: r.Ref, Settings: settings, Reason: r.Reason, Inputs: maps.Clone(r.Inputs)}
+		Ref: r.Ref, Settings: settings, Reason: r.Reason, Inputs: maps.Clone(r.Inputs), ClientIP: r.ClientIP}
 }

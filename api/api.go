@@ -34,6 +34,7 @@ type Request struct {
 	Extension       *lapse.Extension   `json:"extension,omitempty"`
 	Ref             string             `json:"ref,omitempty"`
 	Inputs          map[string]string  `json:"inputs,omitempty"`
+	ClientIP        string             `json:"client_ip,omitempty"`
 	Outputs         map[string]string  `json:"outputs,omitempty"`
 	Attempts        int                `json:"attempts,omitempty"`
 	LastError       string             `json:"last_error,omitempty"`
@@ -65,7 +66,7 @@ func FromRequest(r lapse.Request) Request {
 		StartAt: ptr(r.StartAt), CreatedAt: r.CreatedAt.UTC(), ApprovalsNeeded: r.ApprovalsNeeded,
 		Approvals: r.Approvals, ActivatedAt: ptr(r.ActivatedAt), ExpiresAt: ptr(r.ExpiresAt), EndedAt: ptr(r.EndedAt),
 		EndReason: r.EndReason, EndedBy: r.EndedBy, Note: r.Note, Extension: r.Extension, Ref: r.Ref,
-		Inputs: r.Inputs, Outputs: r.Outputs,
+		Inputs: r.Inputs, Outputs: r.Outputs, ClientIP: r.ClientIP,
 		LastError: r.LastError, CredsWaiting: r.CredentialsWaiting,
 	}
 	if r.State == lapse.StatePending {

@@ -108,6 +108,8 @@ type SubmitInput struct {
 	// Inputs are the requester's inputs for the connector, such as an SSH
 	// public key.
 	Inputs map[string]string
+	// ClientIP is the address the request came from, if known.
+	ClientIP string
 }
 
 // Limits on the requester's inputs.
@@ -213,7 +215,7 @@ func (b *Broker) Submit(ctx context.Context, p lapse.Principal, in SubmitInput) 
 	r, err := lapse.NewRequest(lapse.Request{
 		ID: NewID(), User: p.Name, Resource: res.Name, Role: role.Name,
 		Reason: strings.TrimSpace(in.Reason), Ticket: strings.TrimSpace(in.Ticket), Duration: in.Duration, StartAt: in.StartAt,
-		Inputs: in.Inputs,
+		Inputs: in.Inputs, ClientIP: in.ClientIP,
 	}, needed, ttl, now)
 	if err != nil {
 		return Result{}, err

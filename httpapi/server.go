@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -262,7 +263,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p lapse.Principa
 		}
 	}
 	res, err := s.Broker.Submit(r.Context(), p, broker.SubmitInput{
-		Resource: in.Resource, Role: in.Role, Duration: d, Reason: in.Reason, Ticket: in.Ticket, StartAt: start, Inputs: in.Inputs})
+		Resource: in.Resource, Role: in.Role, Duration: d, Reason: in.Reason, Ticket: in.Ticket, StartAt: start, Inputs: in.Inputs, ClientIP: clientIP(r)})
 	if err != nil && res.Request.ID == "" {
 		return err
 	}
@@ -615,6 +616,16 @@ func (s *Server) sshKRL(w http.ResponseWriter, r *http.Request, _ lapse.Principa
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(krl)
 	return nil
+}
+
+// clientIP is the address of the connection's peer. (Forwarded headers are
+// not trusted: no proxy is configured as trusted.)
+func clientIP(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	return ap.Addr().Unmap().String()
 }
 
 // StaticTokens authenticates bearer tokens against SHA-256 hashes.

@@ -158,6 +158,7 @@ func testCreateGet(t *testing.T, s lapse.Store) {
 		Reason: "INC-4411", Ticket: "T-1", Duration: 90 * time.Minute,
 		StartAt:   t0.Add(time.Minute).In(zone),
 		Inputs:    map[string]string{"ssh_public_key": "ssh-ed25519 AAAA alice@laptop"},
+		ClientIP:  "192.0.2.7",
 		State:     lapse.StateActive,
 		CreatedAt: t0, UpdatedAt: t0.Add(2 * time.Minute),
 		PendingUntil:    t0.Add(time.Hour),

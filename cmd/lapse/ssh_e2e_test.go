@@ -53,6 +53,12 @@ func TestSSHCertificateGrant(t *testing.T) {
         max_duration: 1h
         approvals: 0
         requesters: [engineering]
+      - name: pinned
+        principals: [deploy]
+        source_address_from_request: true
+        max_duration: 1h
+        approvals: 0
+        requesters: [engineering]
       - name: audit
         principals: [auditor]
         max_duration: 1h
@@ -129,6 +135,21 @@ func TestSSHCertificateGrant(t *testing.T) {
 	defer cancel()
 	if got, err := sshd.Run(ctx, certSigner, "echo ok"); err != nil || strings.TrimSpace(got) != "ok" {
 		t.Fatalf("login inside the window: %q %v\n%s", got, err, sshd.LogTail(20))
+	}
+
+	// A certificate bound to the request's address names it.
+	var pinned api.Request
+	s.cliJSON(t, "alice", &pinned, "request", "web", "--role", "pinned", "--for", "1h", "--reason", "pinned", "--ssh-key", keyFile+".pub")
+	pinnedKey, _, _, _, err := ssh.ParseAuthorizedKey([]byte(pinned.Outputs["ssh_certificate"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src := pinnedKey.(*ssh.Certificate).CriticalOptions["source-address"]; src != "127.0.0.1/32" || pinned.ClientIP != "127.0.0.1" {
+		t.Fatalf("pinned certificate: source-address %q, request from %q", src, pinned.ClientIP)
+	}
+	pinnedSigner, _ := ssh.NewCertSigner(pinnedKey.(*ssh.Certificate), keySigner)
+	if got, err := sshd.Run(ctx, pinnedSigner, "echo ok"); err != nil || strings.TrimSpace(got) != "ok" {
+		t.Fatalf("login with the pinned certificate from its address: %q %v", got, err)
 	}
 
 	// A certificate for another principal is refused.

@@ -287,6 +287,11 @@ func (c *Connector) issue(g lapse.Grant) (*gossh.Certificate, *lapse.Credentials
 	}
 
 	src, _ := sourceAddress(s.SourceAddress) // checked by settingsOf
+	if s.SourceAddressFromRequest {
+		if src, err = requestSource(g.ClientIP, s.SourceAddress); err != nil {
+			return nil, nil, lapse.Unrecoverable(err)
+		}
+	}
 	perms := gossh.Permissions{Extensions: map[string]string{}}
 	for _, e := range s.Extensions {
 		perms.Extensions[e] = ""

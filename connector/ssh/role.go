@@ -42,6 +42,10 @@ type RoleSettings struct {
 	// addresses or CIDR prefixes, written into the certificate's
 	// source-address critical option. Empty means from anywhere.
 	SourceAddress []string `yaml:"source_address"`
+	// SourceAddressFromRequest binds the certificate to the address the
+	// request came from. With SourceAddress also set, that address must be
+	// inside it.
+	SourceAddressFromRequest bool `yaml:"source_address_from_request"`
 }
 
 // DecodeRole decodes a role's settings strictly with decode, checks them and
@@ -119,6 +123,30 @@ func sourceAddress(list []string) (string, error) {
 		out = append(out, p.String())
 	}
 	return strings.Join(out, ","), nil
+}
+
+// requestSource returns the source-address for a certificate bound to the
+// request's address, which must lie inside allowed when that is set.
+func requestSource(clientIP string, allowed []string) (string, error) {
+	addr, err := netip.ParseAddr(clientIP)
+	if err != nil {
+		return "", lapse.Invalidf("ssh: the role binds certificates to the request's address, and it is unknown")
+	}
+	addr = addr.Unmap()
+	if len(allowed) > 0 {
+		in := false
+		for _, a := range allowed {
+			if p, err := netip.ParsePrefix(a); err == nil && p.Contains(addr) {
+				in = true
+			} else if b, err := netip.ParseAddr(a); err == nil && b == addr {
+				in = true
+			}
+		}
+		if !in {
+			return "", lapse.Invalidf("ssh: the request came from %s, outside the role's source_address %v", addr, allowed)
+		}
+	}
+	return netip.PrefixFrom(addr, addr.BitLen()).String(), nil
 }
 
 // settingsOf returns the grant's settings, checked.
