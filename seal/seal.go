@@ -9,10 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/internal/keyfile"
 )
 
 // Box seals and opens secrets with one key.
@@ -61,17 +61,14 @@ func (b *Box) Open(sealed, aad []byte) ([]byte, error) {
 // LoadOrCreateKey reads a 32-byte key from path, or creates one with mode
 // 0600 if the file does not exist.
 func LoadOrCreateKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := keyfile.Read(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		key := make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {
 			return nil, fmt.Errorf("generate seal key: %w", err)
 		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("create key dir: %w", err)
-		}
-		if err := os.WriteFile(path, key, 0o600); err != nil {
-			return nil, fmt.Errorf("write seal key: %w", err)
+		if err := keyfile.Create(path, key); err != nil {
+			return nil, fmt.Errorf("seal key: %w", err)
 		}
 		return key, nil
 	}

@@ -8,10 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/lapse-access/lapse/internal/keyfile"
 )
 
 // caKeyComment is the comment written into a generated CA key file.
@@ -24,19 +25,12 @@ const caKeyComment = "lapse ssh user CA"
 // of any type that OpenSSH certificates can be signed with. It refuses a
 // key file that others can read.
 func LoadOrCreateCAKey(path string) (crypto.Signer, error) {
-	b, err := os.ReadFile(path)
+	b, err := keyfile.Read(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return createCAKey(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read ssh CA key: %w", err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("read ssh CA key: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("ssh CA key %s is readable by others (mode %o); chmod 600 it", filepath.Base(path), fi.Mode().Perm())
 	}
 	k, err := gossh.ParseRawPrivateKey(b)
 	if err != nil {
@@ -66,26 +60,8 @@ func createCAKey(path string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode ssh CA key: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create ssh CA key dir: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("create ssh CA key: %w", err)
-	}
-	if err := pem.Encode(f, block); err != nil {
-		f.Close()
-		_ = os.Remove(path)
-		return nil, fmt.Errorf("write ssh CA key: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		_ = os.Remove(path)
-		return nil, fmt.Errorf("write ssh CA key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		_ = os.Remove(path)
-		return nil, fmt.Errorf("write ssh CA key: %w", err)
+	if err := keyfile.Create(path, pem.EncodeToMemory(block)); err != nil {
+		return nil, fmt.Errorf("ssh CA key: %w", err)
 	}
 	return key, nil
 }

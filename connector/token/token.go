@@ -12,13 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/internal/keyfile"
 )
 
 // Claims are the claims of a Lapse access token.
@@ -166,7 +165,7 @@ func (c *Connector) JWKS() []byte {
 // generates one and writes it there with mode 0600 if the file does not
 // exist. It refuses a key file that others can read.
 func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
+	b, err := keyfile.Read(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		_, key, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
@@ -176,27 +175,13 @@ func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode signing key: %w", err)
 		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("create key dir: %w", err)
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("create signing key: %w", err)
-		}
-		if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("write signing key: %w", err)
-		}
-		if err := f.Close(); err != nil {
-			return nil, fmt.Errorf("write signing key: %w", err)
+		if err := keyfile.Create(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
+			return nil, fmt.Errorf("signing key: %w", err)
 		}
 		return key, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read signing key: %w", err)
-	}
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("signing key %s is readable by others (mode %o); chmod 600 it", filepath.Base(path), fi.Mode().Perm())
 	}
 	block, _ := pem.Decode(b)
 	if block == nil {
