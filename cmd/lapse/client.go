@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -280,6 +281,26 @@ func newLs(g *globals) *cobra.Command {
 	return cmd
 }
 
+// fetch makes cmd call the API once with call and print the result: as
+// JSON with -o json, else with text.
+func fetch[T any](g *globals, cmd *cobra.Command, call func(ctx context.Context, c *client.Client, args []string) (T, error), text func(T) error) *cobra.Command {
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		v, err := call(cmd.Context(), c, args)
+		if err != nil {
+			return err
+		}
+		if g.json() {
+			return g.printJSON(v)
+		}
+		return text(v)
+	}
+	return cmd
+}
+
 // simple builds a command that takes one request id and prints the request.
 func simple(g *globals, use, short string, setup func(cmd *cobra.Command) func(c *client.Client, cmd *cobra.Command, id string) (api.Request, error)) *cobra.Command {
 	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(1)}
@@ -412,26 +433,13 @@ func newExtend(g *globals) *cobra.Command {
 }
 
 func newCredentials(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "credentials ID",
-		Short: "Fetch the credentials waiting for you (once)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			creds, err := c.Credentials(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				return g.printJSON(creds)
-			}
-			printCredentials(g.stdout, creds)
-			return nil
-		},
-	}
+	cmd := &cobra.Command{Use: "credentials ID", Short: "Fetch the credentials waiting for you (once)", Args: cobra.ExactArgs(1)}
+	return fetch(g, cmd, func(ctx context.Context, c *client.Client, args []string) (*lapse.Credentials, error) {
+		return c.Credentials(ctx, args[0])
+	}, func(creds *lapse.Credentials) error {
+		printCredentials(g.stdout, creds)
+		return nil
+	})
 }
 
 func newSSHCert(g *globals) *cobra.Command {
@@ -603,57 +611,31 @@ func newAudit(g *globals) *cobra.Command {
 }
 
 func newWhoami(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "whoami",
-		Short: "Show who the server thinks you are",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			w, err := c.Whoami(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				return g.printJSON(w)
-			}
-			admin := ""
-			if w.Admin {
-				admin = " (admin)"
-			}
-			fmt.Fprintf(g.stdout, "%s%s, groups: %s\n", w.Name, admin, strings.Join(w.Groups, ", "))
-			return nil
-		},
-	}
+	cmd := &cobra.Command{Use: "whoami", Short: "Show who the server thinks you are", Args: cobra.NoArgs}
+	return fetch(g, cmd, func(ctx context.Context, c *client.Client, _ []string) (api.Whoami, error) {
+		return c.Whoami(ctx)
+	}, func(w api.Whoami) error {
+		admin := ""
+		if w.Admin {
+			admin = " (admin)"
+		}
+		fmt.Fprintf(g.stdout, "%s%s, groups: %s\n", w.Name, admin, strings.Join(w.Groups, ", "))
+		return nil
+	})
 }
 
 func newResources(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "resources",
-		Short: "List the resources and roles you can ask for",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
+	cmd := &cobra.Command{Use: "resources", Short: "List the resources and roles you can ask for", Args: cobra.NoArgs}
+	return fetch(g, cmd, func(ctx context.Context, c *client.Client, _ []string) ([]api.Resource, error) {
+		return c.Resources(ctx)
+	}, func(rs []api.Resource) error {
+		w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "RESOURCE\tROLE\tMAX\tAPPROVALS\tAPPROVERS\tREQUESTERS")
+		for _, r := range rs {
+			for _, ro := range r.Roles {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Name, ro.Name, ro.MaxDuration, ro.Approvals, strings.Join(ro.Approvers, ","), strings.Join(ro.Requesters, ","))
 			}
-			rs, err := c.Resources(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				return g.printJSON(rs)
-			}
-			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "RESOURCE\tROLE\tMAX\tAPPROVALS\tAPPROVERS\tREQUESTERS")
-			for _, r := range rs {
-				for _, ro := range r.Roles {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Name, ro.Name, ro.MaxDuration, ro.Approvals, strings.Join(ro.Approvers, ","), strings.Join(ro.Requesters, ","))
-				}
-			}
-			return w.Flush()
-		},
-	}
+		}
+		return w.Flush()
+	})
 }
