@@ -31,6 +31,9 @@ const (
 	EvExtensionDenied  = "grant.extension_denied"
 	EvCredentialsTaken = "grant.credentials_fetched"
 	EvActivity         = "grant.activity"
+	EvRefused          = "request.refused"
+	EvApprovalRefused  = "request.approval_refused"
+	EvExtensionRefused = "grant.extension_refused"
 	EvOrphanRemoved    = "reconcile.orphan_removed"
 )
 

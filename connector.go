@@ -2,6 +2,9 @@ package lapse
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -138,4 +141,29 @@ type Pinger interface {
 // later. Connectors that do not implement it accept no inputs.
 type InputValidator interface {
 	ValidateInputs(inputs map[string]string, settings any) error
+}
+
+// SealCredentials encrypts credentials for the requester of request id.
+func SealCredentials(s Sealer, id string, c *Credentials) ([]byte, error) {
+	if s == nil {
+		return nil, errors.New("no sealer configured for waiting credentials")
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode credentials: %w", err)
+	}
+	return s.Seal(b, []byte(id))
+}
+
+// OpenCredentials decrypts what [SealCredentials] sealed for request id.
+func OpenCredentials(s Sealer, id string, sealed []byte) (*Credentials, error) {
+	b, err := s.Open(sealed, []byte(id))
+	if err != nil {
+		return nil, err
+	}
+	var c Credentials
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("decode credentials: %w", err)
+	}
+	return &c, nil
 }

@@ -49,7 +49,10 @@ const (
 
 // Approval is one approver's yes.
 type Approval struct {
-	By      string    `json:"by"`
+	By string `json:"by"`
+	// Groups are the approver's groups when they approved, so that the
+	// approval can be checked again against the policy in force.
+	Groups  []string  `json:"groups,omitempty"`
 	At      time.Time `json:"at"`
 	Comment string    `json:"comment,omitempty"`
 }
@@ -262,6 +265,9 @@ func (r Request) Approve(approver, comment string, now time.Time) (Request, erro
 	if approver == r.User {
 		return Request{}, Forbiddenf("%s cannot approve their own request", approver)
 	}
+	if err := r.checkNotTimedOut(now); err != nil {
+		return Request{}, err
+	}
 	r = r.clone()
 	a := Approval{By: approver, At: now, Comment: comment}
 	if r.State == StateActive {
@@ -286,6 +292,50 @@ func (r Request) Approve(approver, comment string, now time.Time) (Request, erro
 	return r, nil
 }
 
+// checkNotTimedOut refuses a decision on a pending request whose time to
+// decide has passed, whether or not the scheduler has timed it out yet.
+func (r Request) checkNotTimedOut(now time.Time) error {
+	if r.State == StatePending && !now.Before(r.PendingUntil) {
+		return Conflictf("request %s timed out at %s waiting for approvals", r.ID, r.PendingUntil.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// WithApprover returns a copy whose latest approval by approver records
+// the approver's groups.
+func (r Request) WithApprover(approver string, groups []string) Request {
+	r = r.clone()
+	set := func(as []Approval) {
+		for i := range as {
+			if as[i].By == approver {
+				as[i].Groups = slices.Clone(groups)
+			}
+		}
+	}
+	set(r.Approvals)
+	if r.Extension != nil {
+		set(r.Extension.Approvals)
+	}
+	return r
+}
+
+// KeepApprovals drops the approvals, of the request and of a pending
+// extension, for which keep returns false: approvals that the policy now in
+// force would not accept. It only applies to a request still waiting.
+func (r Request) KeepApprovals(keep func(Approval) bool) Request {
+	r = r.clone()
+	filter := func(as []Approval) []Approval {
+		return slices.DeleteFunc(as, func(a Approval) bool { return !keep(a) })
+	}
+	if r.State == StatePending {
+		r.Approvals = filter(r.Approvals)
+	}
+	if r.Extension != nil {
+		r.Extension.Approvals = filter(r.Extension.Approvals)
+	}
+	return r
+}
+
 func hasApproval(as []Approval, who string) bool {
 	return slices.ContainsFunc(as, func(a Approval) bool { return a.By == who })
 }
@@ -301,6 +351,9 @@ func (r Request) Deny(by, reason string, now time.Time) (Request, error) {
 	}
 	if by == r.User {
 		return Request{}, Forbiddenf("%s cannot decide on their own request", by)
+	}
+	if err := r.checkNotTimedOut(now); err != nil {
+		return Request{}, err
 	}
 	r = r.clone()
 	r.UpdatedAt = now
@@ -434,6 +487,7 @@ func (r Request) toRevoking(reason EndReason, by, note string, now time.Time) Re
 	r.EndedBy, r.Note = by, note
 	r.Extension = nil
 	r.Attempts, r.LastError, r.Owner = 0, "", ""
+	r.CredentialsWaiting = false
 	r.NextAt = now
 	r.UpdatedAt = now
 	return r

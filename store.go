@@ -63,7 +63,8 @@ type Tx interface {
 	CreateRequest(ctx context.Context, r *Request) error
 	// UpdateRequest stores r if the stored version is still r.Version, and
 	// increments r.Version. Otherwise it returns an error matching
-	// [ErrConflict].
+	// [ErrConflict]. When r is revoking or in a terminal state, sealed
+	// credentials waiting for it are deleted in the same transaction.
 	UpdateRequest(ctx context.Context, r *Request) error
 	// DueRequests returns up to limit requests whose NextAt is at or before
 	// now, earliest first, locked for this transaction where the store

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -239,24 +238,31 @@ func (b *Broker) Submit(ctx context.Context, p lapse.Principal, in SubmitInput) 
 		return Result{}, fmt.Errorf("store request: %w", err)
 	}
 	b.Executor.Notify()
-	out := Result{Request: r, Decision: &d}
-	if claim {
-		out.Request, out.Credentials, err = b.Executor.Execute(ctx, r, true)
-		if err != nil {
-			return out, fmt.Errorf("provision: %w", err)
-		}
+	if !claim {
+		return Result{Request: r, Decision: &d}, nil
 	}
-	return out, nil
+	out, err := b.execute(ctx, r, true)
+	out.Decision = &d
+	return out, err
 }
 
 // refused records a request that policy refused. Nothing else is stored.
 func (b *Broker) refused(ctx context.Context, p lapse.Principal, in SubmitInput, d lapse.Decision, now time.Time) {
 	r := lapse.Request{User: p.Name, Resource: in.Resource, Role: in.Role}
-	ev := lapse.NewAuditEvent("request.refused", p.Name, "", r, map[string]any{
-		"reason": in.Reason, "duration": in.Duration.String(), "decision": decisionData(d)}, now)
+	b.auditRefusal(ctx, p, lapse.EvRefused, r, d, map[string]any{"reason": in.Reason, "duration": in.Duration.String()})
+}
+
+// auditRefusal records that policy refused p an action on r. Nothing else
+// changes, so the record stands alone in its transaction.
+func (b *Broker) auditRefusal(ctx context.Context, p lapse.Principal, typ string, r lapse.Request, d lapse.Decision, data map[string]any) {
+	if data == nil {
+		data = map[string]any{}
+	}
+	data["decision"] = decisionData(d)
+	ev := lapse.NewAuditEvent(typ, p.Name, "", r, data, b.now())
 	ev.To = ""
 	if err := b.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.AppendAudit(ctx, ev) }); err != nil {
-		b.logger().Error("record refused request", "user", p.Name, "err", err)
+		b.logger().Error("record a refusal", "type", typ, "user", p.Name, "err", err)
 	}
 }
 
@@ -338,6 +344,7 @@ func (b *Broker) Approve(ctx context.Context, p lapse.Principal, id, comment str
 	}
 	d := b.mayApprove(p, r, res, role)
 	if !d.Allow {
+		b.auditRefusal(ctx, p, lapse.EvApprovalRefused, r, d, nil)
 		return Result{Decision: &d}, denial(d, "approval")
 	}
 	if r.State == lapse.StateActive {
@@ -345,7 +352,7 @@ func (b *Broker) Approve(ctx context.Context, p lapse.Principal, id, comment str
 	}
 	claimed := false
 	out, err := b.update(ctx, id, func(r lapse.Request, now time.Time) (lapse.Request, *lapse.AuditEvent, error) {
-		next, err := r.Approve(p.Name, comment, now)
+		next, err := b.approve(r, p, comment, res, role, now)
 		if err != nil {
 			return next, nil, err
 		}
@@ -367,16 +374,20 @@ func (b *Broker) Approve(ctx context.Context, p lapse.Principal, id, comment str
 		return Result{}, err
 	}
 	if claimed {
-		if out, _, err = b.Executor.Execute(ctx, out, false); err != nil {
-			return Result{Request: out, Decision: &d}, fmt.Errorf("provision: %w", err)
-		}
+		res, err := b.execute(ctx, out, false)
+		res.Decision = &d
+		return res, err
 	}
 	return Result{Request: out, Decision: &d}, nil
 }
 
 func (b *Broker) approveExtension(ctx context.Context, p lapse.Principal, r lapse.Request, comment string, d lapse.Decision) (Result, error) {
 	now := b.now()
-	tentative, err := r.Approve(p.Name, comment, now)
+	res, role, _ := b.Catalog.Lookup(r.Resource, r.Role)
+	if res == nil {
+		res, role = &lapse.Resource{Name: r.Resource}, &lapse.Role{Name: r.Role}
+	}
+	tentative, err := b.approve(r, p, comment, res, role, now)
 	if err != nil {
 		return Result{}, err
 	}
@@ -390,7 +401,7 @@ func (b *Broker) approveExtension(ctx context.Context, p lapse.Principal, r laps
 			return Result{}, err
 		}
 		if creds != nil {
-			if sealed, err = b.seal(r.ID, creds); err != nil {
+			if sealed, err = lapse.SealCredentials(b.Sealer, r.ID, creds); err != nil {
 				return Result{}, err
 			}
 		}
@@ -399,7 +410,7 @@ func (b *Broker) approveExtension(ctx context.Context, p lapse.Principal, r laps
 		if cur.Version != r.Version {
 			return cur, nil, lapse.Conflictf("request %s changed meanwhile; try again", r.ID)
 		}
-		next, err := cur.Approve(p.Name, comment, now)
+		next, err := b.approve(cur, p, comment, res, role, now)
 		if err != nil {
 			return next, nil, err
 		}
@@ -429,6 +440,21 @@ func (b *Broker) approveExtension(ctx context.Context, p lapse.Principal, r laps
 	return Result{Request: out, Decision: &d}, nil
 }
 
+// approve adds p's approval to r after dropping the approvals that the
+// policy in force no longer accepts (an approver group changed, say), so
+// that only approvals valid now count. It records p's groups with the
+// approval for the same check later.
+func (b *Broker) approve(r lapse.Request, p lapse.Principal, comment string, res *lapse.Resource, role *lapse.Role, now time.Time) (lapse.Request, error) {
+	r = r.KeepApprovals(func(a lapse.Approval) bool {
+		return b.mayApprove(lapse.Principal{Name: a.By, Groups: a.Groups}, r, res, role).Allow
+	})
+	next, err := r.Approve(p.Name, comment, now)
+	if err != nil {
+		return next, err
+	}
+	return next.WithApprover(p.Name, p.Groups), nil
+}
+
 // extendTarget moves the expiry of r's access in the target to the expiry
 // its approved extension gives.
 func (b *Broker) extendTarget(ctx context.Context, r lapse.Request) (*lapse.Credentials, error) {
@@ -450,15 +476,6 @@ func (b *Broker) extendTarget(ctx context.Context, r lapse.Request) (*lapse.Cred
 	return creds, nil
 }
 
-// seal encrypts credentials for the requester of request id.
-func (b *Broker) seal(id string, c *lapse.Credentials) ([]byte, error) {
-	raw, err := json.Marshal(c)
-	if err != nil {
-		return nil, fmt.Errorf("encode credentials: %w", err)
-	}
-	return b.Sealer.Seal(raw, []byte(id))
-}
-
 // Deny refuses a pending request, or a pending extension.
 func (b *Broker) Deny(ctx context.Context, p lapse.Principal, id, reason string) (Result, error) {
 	if err := checkText("reason", reason, true); err != nil {
@@ -473,6 +490,7 @@ func (b *Broker) Deny(ctx context.Context, p lapse.Principal, id, reason string)
 	}
 	d := b.mayApprove(p, r, res, role)
 	if !d.Allow && !p.Admin {
+		b.auditRefusal(ctx, p, lapse.EvApprovalRefused, r, d, map[string]any{"action": "deny"})
 		return Result{Decision: &d}, denial(d, "denial")
 	}
 	out, err := b.update(ctx, id, func(r lapse.Request, now time.Time) (lapse.Request, *lapse.AuditEvent, error) {
@@ -564,16 +582,27 @@ func (b *Broker) end(ctx context.Context, id string, fn func(r lapse.Request, no
 	if err != nil {
 		return Result{}, err
 	}
-	_ = b.deleteSecret(ctx, id)
-	out, _, err = b.Executor.Execute(ctx, out, false)
-	if err != nil {
-		return Result{Request: out}, fmt.Errorf("revoke: %w", err)
-	}
-	return Result{Request: out}, nil
+	return b.execute(ctx, out, false)
 }
 
-func (b *Broker) deleteSecret(ctx context.Context, id string) error {
-	return b.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.DeleteSecret(ctx, id) })
+// execute runs the connector step of a request this broker has claimed.
+// The step is not tied to the caller's request: a client that goes away
+// does not leave a claimed step half done. If recording its outcome fails,
+// the result is the request as claimed, and the scheduler takes the step
+// over when the claim lapses.
+func (b *Broker) execute(ctx context.Context, claimed lapse.Request, deliver bool) (Result, error) {
+	timeout := b.CallTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*timeout)
+	defer cancel()
+	out, creds, err := b.Executor.Execute(ctx, claimed, deliver)
+	if err != nil {
+		b.logger().Error("record connector step", "request", claimed.ID, "err", err)
+		return Result{Request: claimed}, nil
+	}
+	return Result{Request: out, Credentials: creds}, nil
 }
 
 // Extend asks for more time on the requester's active grant. Policy and
@@ -601,6 +630,7 @@ func (b *Broker) Extend(ctx context.Context, p lapse.Principal, id string, d tim
 	din := lapse.DecisionInput{Action: lapse.PolicyExtend, Principal: p, Resource: res, Role: role, Duration: d, Reason: reason, Ticket: r.Ticket, Request: &r, Now: now}
 	dec := b.Decider.Decide(din)
 	if !dec.Allow {
+		b.auditRefusal(ctx, p, lapse.EvExtensionRefused, r, dec, map[string]any{"duration": d.String(), "reason": reason})
 		return Result{Decision: &dec}, denial(dec, "extension")
 	}
 	din.Action = lapse.PolicyAutoApprove
@@ -674,12 +704,32 @@ type ListInput struct {
 	Limit     int
 }
 
-// List returns the requests p may see that match in, newest first.
+// List returns the requests p may see that match in, newest first. For an
+// admin that is every request; for anyone else, their own requests and
+// those waiting for their decision.
 func (b *Broker) List(ctx context.Context, p lapse.Principal, in ListInput) ([]lapse.Request, error) {
 	for _, s := range in.States {
 		if !s.Valid() {
 			return nil, lapse.Invalidf("unknown state %q", s)
 		}
+	}
+	if !p.Admin && !in.Mine && !in.ToApprove {
+		// Filter in the store before its limit, so that others' newer
+		// requests never push one's own out of the page.
+		mine, err := b.List(ctx, p, ListInput{States: in.States, Mine: true, Limit: in.Limit})
+		if err != nil {
+			return nil, err
+		}
+		queue, err := b.List(ctx, p, ListInput{States: in.States, ToApprove: true, Limit: in.Limit})
+		if err != nil {
+			return nil, err
+		}
+		out := append(mine, queue...)
+		slices.SortFunc(out, func(a, b lapse.Request) int { return b.CreatedAt.Compare(a.CreatedAt) })
+		if in.Limit > 0 && len(out) > in.Limit {
+			out = out[:in.Limit]
+		}
+		return out, nil
 	}
 	f := lapse.RequestFilter{States: in.States, Limit: in.Limit}
 	if in.Mine {
@@ -719,7 +769,7 @@ func (b *Broker) List(ctx context.Context, p lapse.Principal, in ListInput) ([]l
 // TakeCredentials hands the requester the credentials waiting for them,
 // once. Nobody else, admins included, may take them.
 func (b *Broker) TakeCredentials(ctx context.Context, p lapse.Principal, id string) (*lapse.Credentials, error) {
-	var sealed []byte
+	var creds *lapse.Credentials
 	err := b.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
 		r, err := tx.GetRequest(ctx, id)
 		if err != nil {
@@ -728,14 +778,22 @@ func (b *Broker) TakeCredentials(ctx context.Context, p lapse.Principal, id stri
 		if r.User != p.Name {
 			return lapse.Forbiddenf("credentials of request %s are for %s only", id, r.User)
 		}
+		if r.State != lapse.StateActive {
+			return fmt.Errorf("request %s is %s; its credentials are no longer handed out: %w", id, r.State, lapse.ErrGone)
+		}
 		if !r.CredentialsWaiting {
 			return fmt.Errorf("request %s has no credentials waiting (they are handed out once): %w", id, lapse.ErrGone)
 		}
-		sealed, err = tx.TakeSecret(ctx, id)
+		sealed, err := tx.TakeSecret(ctx, id)
 		if errors.Is(err, lapse.ErrNotFound) {
 			return fmt.Errorf("request %s has no credentials waiting: %w", id, lapse.ErrGone)
 		}
 		if err != nil {
+			return err
+		}
+		// Open before committing: credentials that cannot be read are not
+		// recorded as handed out.
+		if creds, err = lapse.OpenCredentials(b.Sealer, id, sealed); err != nil {
 			return err
 		}
 		now := b.now()
@@ -749,15 +807,7 @@ func (b *Broker) TakeCredentials(ctx context.Context, p lapse.Principal, id stri
 	if err != nil {
 		return nil, err
 	}
-	raw, err := b.Sealer.Open(sealed, []byte(id))
-	if err != nil {
-		return nil, err
-	}
-	var c lapse.Credentials
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, fmt.Errorf("decode credentials: %w", err)
-	}
-	return &c, nil
+	return creds, nil
 }
 
 // Check reports whether user holds role on resource right now, and by

@@ -2,12 +2,12 @@ package expiry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lapse-access/lapse"
@@ -69,6 +69,11 @@ type Scheduler struct {
 	// down holds the targets found unreachable, with the last error.
 	downMu sync.Mutex
 	down   map[lapse.Connector]string
+
+	// inFlight counts requests claimed for the workers and not yet
+	// recorded; starved is set when due work waits for room.
+	inFlight atomic.Int64
+	starved  atomic.Bool
 }
 
 func (s *Scheduler) init() {
@@ -197,6 +202,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			next, ok = s.Clock.Now().Add(s.BackoffBase), true
 		}
 		var fire <-chan time.Time
+		if s.starved.Load() {
+			// Due work waits for a worker: the completer's Notify starts
+			// the next pass.
+			next, ok = s.Clock.Now().Add(s.Coalesce), true
+		}
 		if ok {
 			// Under load, wait a little so that the next pass claims a
 			// batch; a quiet scheduler acts at the due instant.
@@ -237,7 +247,7 @@ func (s *Scheduler) drain(ctx context.Context, work chan<- lapse.Request) (int, 
 				return total, nil
 			}
 		}
-		if n < s.BatchSize {
+		if n < s.BatchSize || s.starved.Load() {
 			return total, nil
 		}
 	}
@@ -259,11 +269,19 @@ func (s *Scheduler) claimDue(ctx context.Context) ([]lapse.Request, int, error) 
 			return err
 		}
 		seen = len(due)
+		// Claim no more than the workers can start before the claims'
+		// leases run out: a claim waiting in the queue past its lease would
+		// be claimed again and worked on twice.
+		room := int64(s.Concurrency) - s.inFlight.Load() - int64(len(claimed))
 		evs := make([]lapse.AuditEvent, 0, 2*len(due))
 		for _, r := range due {
-			st, err := s.advance(ctx, r, now)
+			st, err := s.advance(ctx, r, now, room > 0)
 			if err != nil {
 				return fmt.Errorf("advance request %s: %w", r.ID, err)
+			}
+			if st.wait {
+				s.starved.Store(true)
+				continue
 			}
 			if err := tx.UpdateRequest(ctx, &st.next); err != nil {
 				if errors.Is(err, lapse.ErrConflict) {
@@ -274,6 +292,7 @@ func (s *Scheduler) claimDue(ctx context.Context) ([]lapse.Request, int, error) 
 			evs = append(evs, st.events...)
 			if st.claim {
 				claimed = append(claimed, st.next)
+				room--
 			}
 			if st.next.State == lapse.StateEnded {
 				ended = append(ended, st.next)
@@ -284,6 +303,7 @@ func (s *Scheduler) claimDue(ctx context.Context) ([]lapse.Request, int, error) 
 	if err != nil {
 		return nil, 0, err
 	}
+	s.inFlight.Add(int64(len(claimed)))
 	if s.OnEnded != nil {
 		for _, r := range ended {
 			s.OnEnded(r)
@@ -299,10 +319,13 @@ type step struct {
 	events []lapse.AuditEvent
 	// claim says a connector call follows.
 	claim bool
+	// wait says the request needs a worker and none is free: it is left
+	// as it is for a later pass.
+	wait bool
 }
 
 // advance decides what a due request needs.
-func (s *Scheduler) advance(ctx context.Context, r lapse.Request, now time.Time) (step, error) {
+func (s *Scheduler) advance(ctx context.Context, r lapse.Request, now time.Time, room bool) (step, error) {
 	switch r.State {
 	case lapse.StatePending:
 		if now.Before(r.PendingUntil) {
@@ -319,6 +342,9 @@ func (s *Scheduler) advance(ctx context.Context, r lapse.Request, now time.Time)
 		if r.StartAt.After(now) {
 			r.NextAt = r.StartAt
 			return step{next: r}, nil
+		}
+		if !room {
+			return step{wait: true}, nil
 		}
 		next, err := r.Claim(s.Owner, now, s.Lease)
 		return step{next: next, claim: true}, err
@@ -339,9 +365,15 @@ func (s *Scheduler) advance(ctx context.Context, r lapse.Request, now time.Time)
 			}
 			return step{next: ended, events: []lapse.AuditEvent{expired, endedEvent(next, ended, receipt, now)}}, nil
 		}
+		if !room {
+			return step{wait: true}, nil
+		}
 		next, err = next.Claim(s.Owner, now, s.Lease)
 		return step{next: next, events: []lapse.AuditEvent{expired}, claim: true}, err
 	case lapse.StateRevoking:
+		if !room {
+			return step{wait: true}, nil
+		}
 		next, err := r.Claim(s.Owner, now, s.Lease)
 		return step{next: next, claim: true}, err
 	default:
@@ -669,6 +701,10 @@ func (s *Scheduler) complete(ctx context.Context, results <-chan result) {
 		}
 		// Commit even while shutting down, so finished work is recorded.
 		stored, err := s.commit(context.WithoutCancel(ctx), batch)
+		s.inFlight.Add(-int64(len(batch)))
+		if s.starved.Swap(false) {
+			s.Notify()
+		}
 		if err != nil {
 			s.Logger.Error("record connector results", "count", len(batch), "err", err)
 			continue
@@ -704,10 +740,12 @@ func (s *Scheduler) commit(ctx context.Context, rs []result) ([]lapse.Request, e
 				changed = append(changed, res)
 				continue
 			}
+			var sealed []byte
 			if res.creds != nil && res.cleanup != nil {
-				if err := s.putCredentials(ctx, tx, &next, res.creds); err != nil {
+				if sealed, err = lapse.SealCredentials(s.Sealer, next.ID, res.creds); err != nil {
 					return err
 				}
+				next.CredentialsWaiting = true
 			}
 			if err := tx.UpdateRequest(ctx, &next); err != nil {
 				if errors.Is(err, lapse.ErrConflict) {
@@ -715,6 +753,13 @@ func (s *Scheduler) commit(ctx context.Context, rs []result) ([]lapse.Request, e
 					continue
 				}
 				return err
+			}
+			// Only for a request that is still ours: credentials never wait
+			// for one that changed meanwhile.
+			if sealed != nil {
+				if err := tx.PutSecret(ctx, next.ID, sealed); err != nil {
+					return err
+				}
 			}
 			evs = append(evs, ev)
 			stored[i] = next
@@ -749,24 +794,6 @@ func (s *Scheduler) cleanupIfGone(ctx context.Context, res result) {
 	res.cleanup(ctx)
 }
 
-func (s *Scheduler) putCredentials(ctx context.Context, tx lapse.Tx, r *lapse.Request, c *lapse.Credentials) error {
-	if s.Sealer == nil {
-		return errors.New("no sealer configured for waiting credentials")
-	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return fmt.Errorf("encode credentials: %w", err)
-	}
-	sealed, err := s.Sealer.Seal(b, []byte(r.ID))
-	if err != nil {
-		return err
-	}
-	if err := tx.PutSecret(ctx, r.ID, sealed); err != nil {
-		return err
-	}
-	r.CredentialsWaiting = true
-	return nil
-}
 
 // Execute runs the connector step of a request that the caller has already
 // claimed (stored with [lapse.Request.Claim] under this scheduler's Owner),

@@ -385,3 +385,26 @@ func assertChain(t *testing.T, s lapse.Store) {
 		t.Fatalf("audit chain: %v", err)
 	}
 }
+
+// TestClaimsNoMoreThanWorkersCanStart: with few workers and many grants
+// expiring at once, each grant is revoked once; none waits in the queue
+// past its lease to be claimed a second time.
+func TestClaimsNoMoreThanWorkersCanStart(t *testing.T) {
+	e := newEnv(t)
+	e.sched.Concurrency = 2
+	e.run()
+	var ids []string
+	for range 30 {
+		ids = append(ids, e.submit("read", time.Minute, time.Time{}).ID)
+	}
+	e.clock.Advance(time.Minute)
+	for range ids {
+		e.waitEnded()
+	}
+	for _, id := range ids {
+		if n := e.conn.Revocations(id); n != 1 {
+			t.Errorf("%s revoked %d times", id, n)
+		}
+	}
+	assertChain(t, e.store)
+}

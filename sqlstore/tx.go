@@ -82,6 +82,13 @@ func (t *tx) UpdateRequest(ctx context.Context, r *lapse.Request) error {
 	}
 	r.Version++
 	t.changes = append(t.changes, changeOf(r))
+	// No credentials wait for a grant that is ending or over: drop any
+	// sealed ones in the same transaction.
+	if r.State == lapse.StateRevoking || r.State.Terminal() {
+		if err := t.DeleteSecret(ctx, r.ID); err != nil {
+			return fmt.Errorf("update request %s: %w", r.ID, err)
+		}
+	}
 	return nil
 }
 

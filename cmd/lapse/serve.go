@@ -249,9 +249,10 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		Handler:           api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// Revocations run inline (connector calls of up to 30 s each).
+		WriteTimeout: 3 * time.Minute,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	sweeper := &reconcile.Sweeper{Store: store, Connectors: conns, Clock: clock, Logger: logger.With("system", "reconcile"),
 		Interval: cfg.Server.ReconcileInterval}
