@@ -326,19 +326,11 @@ func (e *Engine) decide(in lapse.DecisionInput) ActionDecision {
 			continue // a role outside the catalog's own candidates
 		}
 		approvals = max(approvals, c.approvals)
-		verb := "allowed"
-		if c.forbid {
-			verb = "denied"
-		}
 		if len(diag.Errors) > 0 && !c.forbid {
 			continue
 		}
 		d.Policies = append(d.Policies, c.id)
-		reason := c.reason
-		if reason == "" {
-			reason = "no @reason given"
-		}
-		d.Reasons = append(d.Reasons, verb+" by "+c.id+": "+reason)
+		d.Reasons = append(d.Reasons, c.said)
 		if c.flag != "" && dec == cedar.Allow {
 			d.Flags = append(d.Flags, c.flag)
 		}

@@ -78,11 +78,13 @@ const (
 
 // compiled is one policy with what Lapse needs to know about it.
 type compiled struct {
-	id        string
-	pos       cedar.Position
-	policy    *cedar.Policy
-	forbid    bool
-	reason    string
+	id     string
+	pos    cedar.Position
+	policy *cedar.Policy
+	forbid bool
+	reason string
+	// said is the sentence a decision reports, built once.
+	said      string
 	flag      string
 	approvals int
 	// actions is a bit per action index that the scope admits.
@@ -226,6 +228,14 @@ func compile(v *validate.Validator, pol *cedar.Policy, id string) (*compiled, []
 	if len(problems) > 0 {
 		return nil, problems
 	}
+	verb, reason := "allowed", c.reason
+	if c.forbid {
+		verb = "denied"
+	}
+	if reason == "" {
+		reason = "no @reason given"
+	}
+	c.said = verb + " by " + c.id + ": " + reason
 	c.actions = scopeActions(a.Action)
 	c.scope, c.target = resourceScope(a.Resource)
 	c.ctxKeys = contextKeys(a)
