@@ -26,6 +26,9 @@ type DecisionInput struct {
 	// Request is the request being approved or extended; nil for a new one.
 	Request *Request
 	Now     time.Time
+	// Signals are the request's circumstances; the zero value means all
+	// are unknown.
+	Signals Signals
 }
 
 // Decision is the outcome of one policy decision.
@@ -38,6 +41,9 @@ type Decision struct {
 	Policies []string
 	// Reasons explain the outcome to a human.
 	Reasons []string
+	// Flags are labels the deciding policies attach to an allowed outcome
+	// for the audit log, e.g. "break-glass".
+	Flags []string
 }
 
 // Decider decides by policy. Implementations deny by default and are pure:

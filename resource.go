@@ -30,6 +30,8 @@ type Resource struct {
 	Environment string
 	Tags        []string
 	Roles       []Role
+	// TimeZone is where policies read the time of day; nil means UTC.
+	TimeZone *time.Location
 }
 
 // Role returns the role named name, or false.

@@ -6,7 +6,8 @@ import (
 	"github.com/lapse-access/lapse"
 )
 
-// Rules decides from the resource configuration alone: a role's
+// Rules decides from the resource configuration alone, without Cedar
+// ([Builtin] turns the same settings into policies for [Engine]): a role's
 // requesters may ask, its approvers may approve, and a role with zero
 // approvals is approved without a human. It denies by default.
 type Rules struct{}
