@@ -13,7 +13,6 @@ import (
 	"github.com/lapse-access/lapse/connector/token"
 	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/lapsetest"
-	"github.com/lapse-access/lapse/policy"
 	"github.com/lapse-access/lapse/seal"
 )
 
@@ -30,7 +29,7 @@ func BenchmarkSubmitAutoApproved(b *testing.B) {
 		{Name: "read", MaxDuration: 4 * time.Hour, Requesters: []string{"eng"}}}}}}
 	target := func(string, string) (lapse.Connector, any, error) { return conn, nil, nil }
 	sched := &expiry.Scheduler{Store: st, Target: target, Sealer: box}
-	br := &broker.Broker{Store: st, Catalog: catalog, Decider: policy.Rules{}, Executor: sched, Target: target, Sealer: box}
+	br := &broker.Broker{Store: st, Catalog: catalog, Decider: lapsetest.CompiledPolicies(b, catalog), Executor: sched, Target: target, Sealer: box}
 	alice := lapse.Principal{Name: "alice", Groups: []string{"eng"}}
 	in := broker.SubmitInput{Resource: "app", Role: "read", Duration: time.Hour, Reason: "INC-1"}
 	var lat []time.Duration

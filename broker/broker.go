@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -196,6 +197,9 @@ func (b *Broker) Submit(ctx context.Context, p lapse.Principal, in SubmitInput) 
 	}
 	din := lapse.DecisionInput{Action: lapse.PolicyRequest, Principal: p, Resource: res, Role: role,
 		Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Now: now}
+	if ip, err := netip.ParseAddr(in.ClientIP); err == nil {
+		din.Signals.Network.IP = ip
+	}
 	d := b.Decider.Decide(din)
 	if !d.Allow {
 		b.refused(ctx, p, in, d, now)

@@ -11,7 +11,6 @@ import (
 	"github.com/lapse-access/lapse/broker"
 	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/lapsetest"
-	"github.com/lapse-access/lapse/policy"
 	"github.com/lapse-access/lapse/seal"
 )
 
@@ -32,7 +31,7 @@ func newRig(t *testing.T, approvals int, approvers []string) *rig {
 		{Name: "read", MaxDuration: 4 * time.Hour, Approvals: approvals, Approvers: approvers, Requesters: []string{"eng"}}}}}}
 	target := func(string, string) (lapse.Connector, any, error) { return conn, nil, nil }
 	sched := &expiry.Scheduler{Store: st, Target: target, Sealer: box, Clock: clock}
-	br := &broker.Broker{Store: st, Catalog: catalog, Decider: policy.Rules{}, Executor: sched, Target: target,
+	br := &broker.Broker{Store: st, Catalog: catalog, Decider: lapsetest.Policies{Catalog: catalog}, Executor: sched, Target: target,
 		Sealer: box, Clock: clock, PendingTTL: time.Hour}
 	return &rig{st, clock, conn, sched, br}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -156,7 +157,9 @@ func Parse(file string, data []byte, types map[string]ConnectorType) (*Config, e
 		"resources":    func(n *yaml.Node) { cfg.Resources = p.resources(n, cfg.Connectors) },
 		"policies": func(n *yaml.Node) {
 			cfg.Policies = p.str(n)
-			p.addf(n, "policies: Cedar policy folders are not supported by this version; use requesters and approvers on roles")
+			if cfg.Policies != "" && !filepath.IsAbs(cfg.Policies) && file != "" {
+				cfg.Policies = filepath.Join(filepath.Dir(file), cfg.Policies)
+			}
 		},
 	}, "connectors")
 	applyDefaults(cfg)

@@ -15,8 +15,8 @@ import (
 	"github.com/lapse-access/lapse/broker"
 	"github.com/lapse-access/lapse/connector/postgres"
 	"github.com/lapse-access/lapse/expiry"
+	"github.com/lapse-access/lapse/lapsetest"
 	"github.com/lapse-access/lapse/lapsetest/pgtest"
-	"github.com/lapse-access/lapse/policy"
 	"github.com/lapse-access/lapse/seal"
 	"github.com/lapse-access/lapse/sqlstore"
 )
@@ -71,7 +71,7 @@ func newPGWave(b *testing.B) *pgWave {
 	}}
 	catalog := &lapse.Catalog{Resources: []lapse.Resource{{Name: "orders-db", Connector: "orders-pg", Roles: []lapse.Role{
 		{Name: "read", MaxDuration: 24 * time.Hour, Requesters: []string{"eng"}, Settings: settings}}}}}
-	w.broker = &broker.Broker{Store: st, Catalog: catalog, Decider: policy.Rules{}, Executor: w.sched, Target: target, Sealer: box}
+	w.broker = &broker.Broker{Store: st, Catalog: catalog, Decider: lapsetest.CompiledPolicies(b, catalog), Executor: w.sched, Target: target, Sealer: box}
 	return w
 }
 

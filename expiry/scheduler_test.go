@@ -14,7 +14,6 @@ import (
 	"github.com/lapse-access/lapse/broker"
 	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/lapsetest"
-	"github.com/lapse-access/lapse/policy"
 	"github.com/lapse-access/lapse/seal"
 	"github.com/lapse-access/lapse/sqlstore"
 )
@@ -72,7 +71,7 @@ func (e *env) open() {
 	e.sched = &expiry.Scheduler{Store: st, Target: target, Clock: e.clock, Sealer: box, Owner: "local",
 		BackoffBase: time.Second, BackoffMax: 8 * time.Second, ProvisionAttempts: 3,
 		OnEnded: func(r lapse.Request) { e.ended <- r }}
-	e.broker = &broker.Broker{Store: st, Catalog: catalog, Decider: policy.Rules{}, Executor: e.sched, Target: target,
+	e.broker = &broker.Broker{Store: st, Catalog: catalog, Decider: lapsetest.Policies{Catalog: catalog}, Executor: e.sched, Target: target,
 		Sealer: box, Clock: e.clock, Owner: "local", PendingTTL: time.Hour}
 }
 

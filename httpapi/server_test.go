@@ -24,7 +24,6 @@ import (
 	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/httpapi"
 	"github.com/lapse-access/lapse/lapsetest"
-	"github.com/lapse-access/lapse/policy"
 	"github.com/lapse-access/lapse/seal"
 )
 
@@ -63,7 +62,7 @@ func newStack(t testing.TB) *stack {
 	}}
 	target := func(string, string) (lapse.Connector, any, error) { return tok, nil, nil }
 	sched := &expiry.Scheduler{Store: st, Target: target, Sealer: box}
-	b := &broker.Broker{Store: st, Catalog: catalog, Decider: policy.Rules{}, Executor: sched, Target: target, Sealer: box}
+	b := &broker.Broker{Store: st, Catalog: catalog, Decider: lapsetest.Policies{Catalog: catalog}, Executor: sched, Target: target, Sealer: box}
 	principals := map[[32]byte]lapse.Principal{}
 	for name, groups := range users {
 		principals[sha256.Sum256([]byte("tok-"+name))] = lapse.Principal{Name: name, Groups: groups, Admin: name == "carol"}
@@ -185,7 +184,7 @@ func TestAuthorizationRules(t *testing.T) {
 	_, err = alice.Approve(ctx, p.ID, "")
 	wantStatus(t, err, 403, "cannot approve their own request")
 	_, err = dave.Approve(ctx, p.ID, "")
-	wantStatus(t, err, 403, "not in any approver group")
+	wantStatus(t, err, 403, "no policy permits Approve")
 	toApprove, err := bob.List(ctx, client.ListOptions{ToApprove: true})
 	if err != nil || len(toApprove) != 1 || toApprove[0].ID != p.ID {
 		t.Fatalf("bob's queue: %+v %v", toApprove, err)

@@ -65,6 +65,8 @@ type Engine struct {
 	roles map[string]map[string]*roleEntry
 	users sync.Map // user name -> *userEntry
 	hash  string
+	// catalog is what the engine was built for.
+	catalog *lapse.Catalog
 }
 
 // roleEntry is what a decision about one role needs, built once.
@@ -95,6 +97,7 @@ func New(c *lapse.Catalog, sets ...*Set) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
+		catalog:    c,
 		byID:       map[types.PolicyID]*compiled{},
 		byRole:     map[string]*[len(actions)][]*compiled{},
 		byResource: map[string]*[len(actions)][]*compiled{},

@@ -14,6 +14,10 @@ func newConfig(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(args[0])
+			if err == nil {
+				// The policies must compile against the schema and the catalog.
+				_, err = buildEngine(cfg)
+			}
 			if err != nil {
 				fmt.Fprintln(g.stderr, err)
 				return exitError{1}

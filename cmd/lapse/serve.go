@@ -27,7 +27,6 @@ import (
 	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/httpapi"
 	"github.com/lapse-access/lapse/monitor"
-	"github.com/lapse-access/lapse/policy"
 	"github.com/lapse-access/lapse/reconcile"
 	"github.com/lapse-access/lapse/seal"
 	"github.com/lapse-access/lapse/sqlstore"
@@ -130,6 +129,7 @@ func serve(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	url := "http://" + ln.Addr().String()
+	logger.Info("policies", "hash", app.decider.p.Load().Hash(), "count", app.decider.p.Load().Len(), "folder", cfg.Policies)
 	logger.Info("serving", "addr", ln.Addr().String(), "data_dir", cfg.Server.DataDir, "resources", len(cfg.Resources), "users", len(cfg.Users))
 	if demo != nil {
 		demo.printIntro(stdout, url)
@@ -146,6 +146,8 @@ type app struct {
 	logger    *slog.Logger
 	unlock    func()
 	conns     map[string]lapse.Connector
+	decider   *decider
+	policies  *policyWatcher
 	sweeper   *reconcile.Sweeper
 	sampler   *monitor.Sampler
 }
@@ -200,6 +202,12 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		conns[c.Name] = conn
 	}
 	catalog := &lapse.Catalog{Resources: cfg.Resources}
+	engine, err := buildEngine(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dec := &decider{}
+	dec.p.Store(engine)
 	target := func(resource, role string) (lapse.Connector, any, error) {
 		res, ro, err := catalog.Lookup(resource, role)
 		if err != nil {
@@ -221,7 +229,7 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		return nil, err
 	}
 	b := &broker.Broker{
-		Store: store, Catalog: catalog, Decider: policy.Rules{}, Executor: sched, Target: target,
+		Store: store, Catalog: catalog, Decider: dec, Executor: sched, Target: target,
 		Sealer: box, Clock: clock, Owner: "local", PendingTTL: cfg.Server.PendingTTL,
 		Logger: logger.With("system", "broker"),
 	}
@@ -259,7 +267,8 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 	sampler := &monitor.Sampler{Store: store, Target: target, Clock: clock, Logger: logger.With("system", "monitor"),
 		Interval: cfg.Server.ActivityInterval}
 	return &app{store: store, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns,
-		sweeper: sweeper, sampler: sampler}, nil
+		sweeper: sweeper, sampler: sampler, decider: dec,
+		policies: &policyWatcher{cfg: cfg, decider: dec, store: store, logger: logger.With("system", "policy"), Interval: 2 * time.Second}}, nil
 }
 
 // closeConnectors closes the connectors that hold resources.
@@ -286,6 +295,7 @@ func (a *app) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	})
 	wg.Go(func() { _ = a.sweeper.Run(ctx) })
+	wg.Go(func() { a.policies.run(ctx) })
 	wg.Go(func() { _ = a.sampler.Run(ctx) })
 	errc := make(chan error, 1)
 	go func() { errc <- a.http.Serve(ln) }()
