@@ -794,7 +794,6 @@ func (s *Scheduler) cleanupIfGone(ctx context.Context, res result) {
 	res.cleanup(ctx)
 }
 
-
 // Execute runs the connector step of a request that the caller has already
 // claimed (stored with [lapse.Request.Claim] under this scheduler's Owner),
 // records the outcome, and returns the stored request. With deliver, fresh
