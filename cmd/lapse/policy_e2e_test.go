@@ -87,3 +87,70 @@ when { context.duration_seconds < 0 };
 		t.Fatalf("%d policy.changed records", len(evs))
 	}
 }
+
+// TestPolicyTestAndExplainCommands runs `lapse policy test` and `lapse
+// policy explain` on a config with a policies folder, offline.
+func TestPolicyTestAndExplainCommands(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policies")
+	tests := filepath.Join(dir, "tests")
+	for _, d := range []string{pol, tests} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := map[string]string{
+		filepath.Join(pol, "geo.cedar"): `@id("prod-from-germany")
+@reason("production is reachable from Germany only")
+forbid (principal, action == Action::"Request", resource)
+when { resource.environment == "prod" && context.network.country != "DE" };
+`,
+		filepath.Join(tests, "geo.yaml"): `cases:
+  - name: from Germany
+    user: alice
+    groups: [engineering]
+    resource: db
+    role: admin
+    context: {network: {country: DE}}
+    expect: {Request: allow, AutoApprove: deny}
+    approvals: 1
+  - name: from France
+    user: alice
+    groups: [engineering]
+    resource: db
+    role: admin
+    context: {network: {country: FR}}
+    expect: {Request: deny}
+`,
+	}
+	for p, text := range files {
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base, err := os.ReadFile(writeConfig(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "lapse-policies.yaml")
+	if err := os.WriteFile(cfg, append(base, []byte("policies: policies\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := (&server{}).cliNoServer
+	out, code := run(t, "policy", "test", tests, "--config", cfg)
+	if code != 0 || !strings.Contains(out, "2 cases, 4 checks, 0 failed") {
+		t.Fatalf("policy test: exit %d\n%s", code, out)
+	}
+	out, code = run(t, "policy", "explain", "--config", cfg, "--user", "alice", "--resource", "db", "--role", "admin", "--country", "FR")
+	if code != 0 || !strings.Contains(out, "denied by prod-from-germany: production is reachable from Germany only") || !strings.Contains(out, "needs 1 approval(s)") {
+		t.Fatalf("policy explain: exit %d\n%s", code, out)
+	}
+	// A wrong expectation fails the run.
+	if err := os.WriteFile(filepath.Join(tests, "geo.yaml"), []byte(strings.Replace(files[filepath.Join(tests, "geo.yaml")], "{Request: deny}", "{Request: allow}", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code = run(t, "policy", "test", tests, "--config", cfg)
+	if code != 1 || !strings.Contains(out, "FAIL geo.yaml: from France: Request: want allow, got deny") {
+		t.Fatalf("failing policy test: exit %d\n%s", code, out)
+	}
+}
