@@ -32,6 +32,7 @@ const (
 	EvCredentialsTaken = "grant.credentials_fetched"
 	EvActivity         = "grant.activity"
 	EvRefused          = "request.refused"
+	EvDevicePosture    = "device.posture"
 	EvApprovalRefused  = "request.approval_refused"
 	EvExtensionRefused = "grant.extension_refused"
 	EvOrphanRemoved    = "reconcile.orphan_removed"

@@ -88,6 +88,8 @@ type Request struct {
 	// ClientIP is the network address the request came from, as the server
 	// saw it; empty when unknown.
 	ClientIP string
+	// Device names the device the request was made from; empty when none.
+	Device string
 
 	State     State
 	CreatedAt time.Time

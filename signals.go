@@ -75,3 +75,40 @@ type MFASignals struct {
 	// At is when the second factor was last presented; zero when unknown.
 	At time.Time
 }
+
+// Device is what the device registry knows of one device, as last reported
+// by a device management integration.
+type Device struct {
+	ID string `json:"id"`
+	// Owner is the user the device belongs to; empty when not reported. A
+	// request from a device owned by someone else treats it as unknown.
+	Owner         string    `json:"owner,omitempty"`
+	Managed       bool      `json:"managed"`
+	DiskEncrypted bool      `json:"disk_encrypted"`
+	OSUpToDate    bool      `json:"os_up_to_date"`
+	ReportedAt    time.Time `json:"reported_at"`
+	// Source names the integration that reported it.
+	Source string `json:"source"`
+}
+
+// DeviceSignals returns the signals of device d for a request by user at
+// now. A device that is not d (d.ID empty), belongs to someone else, or
+// whose posture is older than maxAge is known at most by name: its posture
+// is unknown.
+func (d Device) Signals(id, user string, now time.Time, maxAge time.Duration) DeviceSignals {
+	s := DeviceSignals{ID: id}
+	if id == "" {
+		return s
+	}
+	if d.ID != id || (d.Owner != "" && d.Owner != user) {
+		s.Known = FlagFalse
+		return s
+	}
+	s.Known = FlagTrue
+	s.PostureAt = d.ReportedAt
+	if maxAge > 0 && now.Sub(d.ReportedAt) > maxAge {
+		return s
+	}
+	s.Managed, s.DiskEncrypted, s.OSUpToDate = FlagOf(d.Managed), FlagOf(d.DiskEncrypted), FlagOf(d.OSUpToDate)
+	return s
+}

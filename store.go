@@ -52,6 +52,9 @@ type Reader interface {
 	// ScanAudit calls fn for every audit event in sequence order, stopping at
 	// the first error, which it returns.
 	ScanAudit(ctx context.Context, fn func(AuditEvent) error) error
+	// GetDevice returns the device with id, or an error matching
+	// [ErrNotFound].
+	GetDevice(ctx context.Context, id string) (Device, error)
 }
 
 // Tx is one read-write transaction. Its methods must not be used after the
@@ -81,6 +84,8 @@ type Tx interface {
 	DeleteSecret(ctx context.Context, requestID string) error
 	// ReleaseClaims makes every request claimed by owner due at now.
 	ReleaseClaims(ctx context.Context, owner string, now time.Time) (int, error)
+	// PutDevice stores a device's posture, replacing what was known.
+	PutDevice(ctx context.Context, d Device) error
 }
 
 // Store persists requests and the audit log.

@@ -35,6 +35,7 @@ type Request struct {
 	Ref             string             `json:"ref,omitempty"`
 	Inputs          map[string]string  `json:"inputs,omitempty"`
 	ClientIP        string             `json:"client_ip,omitempty"`
+	Device          string             `json:"device,omitempty"`
 	Outputs         map[string]string  `json:"outputs,omitempty"`
 	Attempts        int                `json:"attempts,omitempty"`
 	LastError       string             `json:"last_error,omitempty"`
@@ -66,7 +67,7 @@ func FromRequest(r lapse.Request) Request {
 		StartAt: ptr(r.StartAt), CreatedAt: r.CreatedAt.UTC(), ApprovalsNeeded: r.ApprovalsNeeded,
 		Approvals: r.Approvals, ActivatedAt: ptr(r.ActivatedAt), ExpiresAt: ptr(r.ExpiresAt), EndedAt: ptr(r.EndedAt),
 		EndReason: r.EndReason, EndedBy: r.EndedBy, Note: r.Note, Extension: r.Extension, Ref: r.Ref,
-		Inputs: r.Inputs, Outputs: r.Outputs, ClientIP: r.ClientIP,
+		Inputs: r.Inputs, Outputs: r.Outputs, ClientIP: r.ClientIP, Device: r.Device,
 		LastError: r.LastError, CredsWaiting: r.CredentialsWaiting,
 	}
 	if r.State == lapse.StatePending {
@@ -102,6 +103,9 @@ type SubmitRequest struct {
 	// Inputs are inputs for the resource's connector, such as
 	// {"ssh_public_key": "ssh-ed25519 AAAA..."}.
 	Inputs map[string]string `json:"inputs,omitempty"`
+	// Device names the device the request is made from, as the device
+	// management integration reports it.
+	Device string `json:"device,omitempty"`
 }
 
 // CommentBody is the body of approve.

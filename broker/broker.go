@@ -49,6 +49,35 @@ type Broker struct {
 	MaxStartDelay time.Duration
 	// CallTimeout bounds inline connector calls (extend); default 30 s.
 	CallTimeout time.Duration
+	// PostureMaxAge is the age after which a device's posture counts as
+	// unknown; zero means it never does.
+	PostureMaxAge time.Duration
+	// Directory, if set, returns a user's current groups, for decisions
+	// about grants made earlier (re-evaluation).
+	Directory func(name string) (lapse.Principal, bool)
+	// Network, if set, turns a request's IP into network signals (country,
+	// trusted network); otherwise only the IP is known.
+	Network func(ip netip.Addr) lapse.NetworkSignals
+}
+
+// signals gathers what policy may know of a request by user from device
+// and ip: the device's posture from the registry and the network.
+func (b *Broker) signals(ctx context.Context, user, device, ip string, now time.Time) lapse.Signals {
+	var s lapse.Signals
+	if device != "" {
+		d, err := b.Store.GetDevice(ctx, device)
+		if err != nil && !errors.Is(err, lapse.ErrNotFound) {
+			b.logger().Error("read device posture", "device", device, "err", err)
+		}
+		s.Device = d.Signals(device, user, now, b.PostureMaxAge)
+	}
+	if addr, err := netip.ParseAddr(ip); err == nil {
+		s.Network.IP = addr
+		if b.Network != nil {
+			s.Network = b.Network(addr)
+		}
+	}
+	return s
 }
 
 // Result is the outcome of a use case.
@@ -110,6 +139,8 @@ type SubmitInput struct {
 	Inputs map[string]string
 	// ClientIP is the address the request came from, if known.
 	ClientIP string
+	// Device names the device the request is made from, if any.
+	Device string
 }
 
 // Limits on the requester's inputs.
@@ -197,9 +228,10 @@ func (b *Broker) Submit(ctx context.Context, p lapse.Principal, in SubmitInput) 
 	}
 	din := lapse.DecisionInput{Action: lapse.PolicyRequest, Principal: p, Resource: res, Role: role,
 		Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Now: now}
-	if ip, err := netip.ParseAddr(in.ClientIP); err == nil {
-		din.Signals.Network.IP = ip
+	if len(in.Device) > 128 {
+		return Result{}, lapse.Invalidf("device id is longer than 128 bytes")
 	}
+	din.Signals = b.signals(ctx, p.Name, in.Device, in.ClientIP, now)
 	d := b.Decider.Decide(din)
 	if !d.Allow {
 		b.refused(ctx, p, in, d, now)
@@ -218,7 +250,7 @@ func (b *Broker) Submit(ctx context.Context, p lapse.Principal, in SubmitInput) 
 	r, err := lapse.NewRequest(lapse.Request{
 		ID: NewID(), User: p.Name, Resource: res.Name, Role: role.Name,
 		Reason: strings.TrimSpace(in.Reason), Ticket: strings.TrimSpace(in.Ticket), Duration: in.Duration, StartAt: in.StartAt,
-		Inputs: in.Inputs, ClientIP: in.ClientIP,
+		Inputs: in.Inputs, ClientIP: in.ClientIP, Device: in.Device,
 	}, needed, ttl, now)
 	if err != nil {
 		return Result{}, err
@@ -631,7 +663,8 @@ func (b *Broker) Extend(ctx context.Context, p lapse.Principal, id string, d tim
 		return Result{}, lapse.Invalidf("extension %s exceeds the maximum of %s for role %s on %s", d, role.MaxDuration, role.Name, res.Name)
 	}
 	now := b.now()
-	din := lapse.DecisionInput{Action: lapse.PolicyExtend, Principal: p, Resource: res, Role: role, Duration: d, Reason: reason, Ticket: r.Ticket, Request: &r, Now: now}
+	din := lapse.DecisionInput{Action: lapse.PolicyExtend, Principal: p, Resource: res, Role: role, Duration: d, Reason: reason, Ticket: r.Ticket, Request: &r, Now: now,
+		Signals: b.signals(ctx, p.Name, r.Device, r.ClientIP, now)}
 	dec := b.Decider.Decide(din)
 	if !dec.Allow {
 		b.auditRefusal(ctx, p, lapse.EvExtensionRefused, r, dec, map[string]any{"duration": d.String(), "reason": reason})
@@ -864,4 +897,81 @@ func (b *Broker) VerifyAudit(ctx context.Context) (int64, string, error) {
 // Resources returns the resources and roles, for listing.
 func (b *Broker) Resources() []lapse.Resource {
 	return slices.Clone(b.Catalog.Resources)
+}
+
+// ReportPosture records a device's posture reported by an integration, and
+// then re-evaluates the active grants requested from that device: a grant
+// that policy no longer permits is revoked.
+func (b *Broker) ReportPosture(ctx context.Context, integration string, d lapse.Device) (lapse.Device, int, error) {
+	if d.ID == "" || len(d.ID) > 128 {
+		return lapse.Device{}, 0, lapse.Invalidf("device id must be 1 to 128 bytes")
+	}
+	now := b.now()
+	if d.ReportedAt.IsZero() || d.ReportedAt.After(now) {
+		d.ReportedAt = now
+	}
+	d.Source = integration
+	err := b.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		if err := tx.PutDevice(ctx, d); err != nil {
+			return err
+		}
+		ev := lapse.NewAuditEvent(lapse.EvDevicePosture, integration, "", lapse.Request{User: d.Owner}, d, now)
+		ev.To = ""
+		return tx.AppendAudit(ctx, ev)
+	})
+	if err != nil {
+		return lapse.Device{}, 0, err
+	}
+	n, err := b.Reevaluate(ctx, func(r lapse.Request) bool { return r.Device == d.ID })
+	return d, n, err
+}
+
+// Reevaluate asks policy again about every active grant that match
+// selects (all when nil), with the signals known now, and revokes those
+// that policy no longer permits, naming the deciding policies. It returns
+// how many it revoked.
+func (b *Broker) Reevaluate(ctx context.Context, match func(lapse.Request) bool) (int, error) {
+	rs, err := b.Store.ListRequests(ctx, lapse.RequestFilter{States: []lapse.State{lapse.StateActive}, Limit: 1 << 20})
+	if err != nil {
+		return 0, err
+	}
+	revoked := 0
+	system := lapse.Principal{Name: "lapse", Admin: true}
+	for _, r := range rs {
+		if match != nil && !match(r) {
+			continue
+		}
+		res, role, err := b.Catalog.Lookup(r.Resource, r.Role)
+		if err != nil {
+			continue
+		}
+		now := b.now()
+		d := b.Decider.Decide(lapse.DecisionInput{Action: lapse.PolicyRequest,
+			Principal: b.principalOf(r), Resource: res, Role: role, Duration: r.ExpiresAt.Sub(now),
+			Reason: r.Reason, Ticket: r.Ticket, Request: &r, Now: now,
+			Signals: b.signals(ctx, r.User, r.Device, r.ClientIP, now)})
+		if d.Allow {
+			continue
+		}
+		reason := "no longer permitted: " + strings.Join(d.Reasons, "; ")
+		if _, err := b.Revoke(ctx, system, r.ID, reason); err != nil {
+			if errors.Is(err, lapse.ErrConflict) {
+				continue // ended meanwhile
+			}
+			b.logger().Error("revoke a grant no longer permitted", "request", r.ID, "err", err)
+			continue
+		}
+		revoked++
+	}
+	return revoked, nil
+}
+
+// principalOf is the requester of r as policy sees them now.
+func (b *Broker) principalOf(r lapse.Request) lapse.Principal {
+	if b.Directory != nil {
+		if p, ok := b.Directory(r.User); ok {
+			return p
+		}
+	}
+	return lapse.Principal{Name: r.User}
 }

@@ -19,11 +19,14 @@ import (
 
 // Config is a validated lapse.yaml.
 type Config struct {
-	Server      Server
-	Users       []User
-	AdminGroups []string
-	Connectors  []Connector
-	Resources   []lapse.Resource
+	Server Server
+	Users  []User
+	// Integrations are device management systems that report posture,
+	// each with its own token.
+	Integrations []User
+	AdminGroups  []string
+	Connectors   []Connector
+	Resources    []lapse.Resource
 	// Policies is the folder of Cedar policies, if any.
 	Policies string
 }
@@ -46,6 +49,9 @@ type Server struct {
 	// ReconcileInterval is how often targets are swept for access that no
 	// grant accounts for; default 1m.
 	ReconcileInterval time.Duration
+	// PostureMaxAge is the age after which a device's reported posture
+	// counts as unknown; default 24h.
+	PostureMaxAge time.Duration
 }
 
 // User is a local user who authenticates with a bearer token.
@@ -152,6 +158,7 @@ func Parse(file string, data []byte, types map[string]ConnectorType) (*Config, e
 	p.mapping(root, "config", map[string]func(*yaml.Node){
 		"server":       func(n *yaml.Node) { p.server(n, &cfg.Server) },
 		"users":        func(n *yaml.Node) { cfg.Users = p.users(n) },
+		"integrations": func(n *yaml.Node) { cfg.Integrations = p.users(n) },
 		"admin_groups": func(n *yaml.Node) { cfg.AdminGroups = p.names(n, "admin group") },
 		"connectors":   func(n *yaml.Node) { cfg.Connectors = p.connectors(n) },
 		"resources":    func(n *yaml.Node) { cfg.Resources = p.resources(n, cfg.Connectors) },
@@ -187,6 +194,9 @@ func applyDefaults(c *Config) {
 	}
 	if c.Server.ReconcileInterval == 0 {
 		c.Server.ReconcileInterval = time.Minute
+	}
+	if c.Server.PostureMaxAge == 0 {
+		c.Server.PostureMaxAge = 24 * time.Hour
 	}
 }
 
@@ -324,6 +334,9 @@ func (p *parser) server(n *yaml.Node, s *Server) {
 		},
 		"reconcile_interval": func(n *yaml.Node) {
 			s.ReconcileInterval = p.duration(n, "reconcile_interval")
+		},
+		"posture_max_age": func(n *yaml.Node) {
+			s.PostureMaxAge = p.duration(n, "posture_max_age")
 		},
 	})
 	if s.Database != "" {

@@ -52,11 +52,14 @@ type SSHAuthority interface {
 // Server is the HTTP API.
 type Server struct {
 	// SSH are the SSH certificate authorities, by connector.
-	SSH    []SSHAuthority
-	Broker *broker.Broker
-	Auth   Authenticator
-	Tokens TokenVerifier
-	Logger *slog.Logger
+	SSH []SSHAuthority
+	// Integrations authenticates device management integrations, which may
+	// only report device posture. Nil refuses every report.
+	Integrations Authenticator
+	Broker       *broker.Broker
+	Auth         Authenticator
+	Tokens       TokenVerifier
+	Logger       *slog.Logger
 	// Ready reports whether the server can serve; nil means always.
 	Ready func(ctx context.Context) error
 	// ParseDuration parses durations in bodies; time.ParseDuration if nil.
@@ -102,6 +105,7 @@ func (s *Server) Handler() http.Handler {
 	v1("GET /v1/resources", s.resources)
 	v1("GET /v1/whoami", s.whoami)
 	v1("GET /v1/ssh/ca.pub", s.sshCA)
+	mux.HandleFunc("POST /v1/devices/{id}/posture", s.posture)
 	v1("GET /v1/ssh/krl", s.sshKRL)
 	mux.HandleFunc("/v1/", s.authed(func(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
 		return lapse.NotFoundf("no such endpoint: %s %s", r.Method, r.URL.Path)
@@ -264,7 +268,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p lapse.Principa
 		}
 	}
 	res, err := s.Broker.Submit(r.Context(), p, broker.SubmitInput{
-		Resource: in.Resource, Role: in.Role, Duration: d, Reason: in.Reason, Ticket: in.Ticket, StartAt: start, Inputs: in.Inputs, ClientIP: clientIP(r)})
+		Resource: in.Resource, Role: in.Role, Duration: d, Reason: in.Reason, Ticket: in.Ticket, StartAt: start, Inputs: in.Inputs, ClientIP: clientIP(r), Device: in.Device})
 	if err != nil && res.Request.ID == "" {
 		return err
 	}
@@ -617,6 +621,53 @@ func (s *Server) sshKRL(w http.ResponseWriter, r *http.Request, _ lapse.Principa
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(krl)
 	return nil
+}
+
+// PostureReport is the body of POST /v1/devices/{id}/posture.
+type PostureReport struct {
+	Owner         string `json:"owner"`
+	Managed       *bool  `json:"managed"`
+	DiskEncrypted *bool  `json:"disk_encrypted"`
+	OSUpToDate    *bool  `json:"os_up_to_date"`
+	// ReportedAt is when the integration observed the posture (RFC 3339);
+	// default now.
+	ReportedAt string `json:"reported_at"`
+}
+
+func (s *Server) posture(w http.ResponseWriter, r *http.Request) {
+	err := func() error {
+		if s.Integrations == nil {
+			return fmt.Errorf("no integrations are configured: %w", lapse.ErrUnauthenticated)
+		}
+		p, err := s.Integrations.Authenticate(r)
+		if err != nil {
+			return err
+		}
+		var in PostureReport
+		if err := decode(w, r, &in); err != nil {
+			return err
+		}
+		if in.Managed == nil || in.DiskEncrypted == nil || in.OSUpToDate == nil {
+			return lapse.Invalidf("managed, disk_encrypted and os_up_to_date are required")
+		}
+		d := lapse.Device{ID: r.PathValue("id"), Owner: in.Owner, Managed: *in.Managed, DiskEncrypted: *in.DiskEncrypted, OSUpToDate: *in.OSUpToDate}
+		if in.ReportedAt != "" {
+			t, err := time.Parse(time.RFC3339, in.ReportedAt)
+			if err != nil {
+				return lapse.Invalidf("reported_at: want an RFC 3339 time, got %q", in.ReportedAt)
+			}
+			d.ReportedAt = t
+		}
+		d, revoked, err := s.Broker.ReportPosture(r.Context(), p.Name, d)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"device": d, "grants_revoked": revoked})
+		return nil
+	}()
+	if err != nil {
+		s.writeError(w, r, err)
+	}
 }
 
 // clientIP is the address of the connection's peer. (Forwarded headers are

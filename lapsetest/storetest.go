@@ -45,6 +45,7 @@ func TestStore(t *testing.T, open func(t *testing.T) lapse.Store) {
 		{"AuditFilters", testAuditFilters},
 		{"AuditPaging", testAuditPaging},
 		{"Secrets", testSecrets},
+		{"Devices", testDevices},
 		{"Concurrent", testConcurrent},
 	}
 	for _, tc := range tests {
@@ -159,6 +160,7 @@ func testCreateGet(t *testing.T, s lapse.Store) {
 		StartAt:   t0.Add(time.Minute).In(zone),
 		Inputs:    map[string]string{"ssh_public_key": "ssh-ed25519 AAAA alice@laptop"},
 		ClientIP:  "192.0.2.7",
+		Device:    "laptop-42",
 		State:     lapse.StateActive,
 		CreatedAt: t0, UpdatedAt: t0.Add(2 * time.Minute),
 		PendingUntil:    t0.Add(time.Hour),
@@ -1061,5 +1063,30 @@ func testConcurrent(t *testing.T, s lapse.Store) {
 	}
 	if len(got) != workers*txs+1 {
 		t.Errorf("stored %d requests, want %d", len(got), workers*txs+1)
+	}
+}
+
+func testDevices(t *testing.T, s lapse.Store) {
+	ctx := t.Context()
+	if _, err := s.GetDevice(ctx, "laptop-1"); !errors.Is(err, lapse.ErrNotFound) {
+		t.Fatalf("GetDevice of an unknown device: %v, want not found", err)
+	}
+	d := lapse.Device{ID: "laptop-1", Owner: "alice", Managed: true, DiskEncrypted: true, ReportedAt: t0, Source: "mdm"}
+	inTx(t, s, func(ctx context.Context, tx lapse.Tx) error { return tx.PutDevice(ctx, d) })
+	got, err := s.GetDevice(ctx, "laptop-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(d, got, cmpOpts...); diff != "" {
+		t.Errorf("GetDevice (-want +got):\n%s", diff)
+	}
+	d.Managed, d.ReportedAt = false, t0.Add(time.Hour)
+	inTx(t, s, func(ctx context.Context, tx lapse.Tx) error { return tx.PutDevice(ctx, d) })
+	if got, err := s.GetDevice(ctx, "laptop-1"); err != nil || got.Managed || !got.ReportedAt.Equal(d.ReportedAt) {
+		t.Errorf("GetDevice after an update = %+v, %v", got, err)
+	}
+	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.PutDevice(ctx, lapse.Device{}) })
+	if !errors.Is(err, lapse.ErrInvalid) {
+		t.Errorf("PutDevice without id: %v, want invalid", err)
 	}
 }

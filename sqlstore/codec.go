@@ -66,7 +66,7 @@ func requestValues(r *lapse.Request) ([]any, error) {
 		e.time(r.ActivatedAt), e.time(r.ExpiresAt), e.time(r.EndedAt),
 		string(r.EndReason), r.EndedBy, r.Note, e.json(r.Extension, r.Extension == nil),
 		r.Ref, r.Attempts, e.time(r.NextAt), r.Owner, r.LastError, r.CredentialsWaiting,
-		e.json(r.Inputs, len(r.Inputs) == 0), e.json(r.Outputs, len(r.Outputs) == 0), r.ClientIP,
+		e.json(r.Inputs, len(r.Inputs) == 0), e.json(r.Outputs, len(r.Outputs) == 0), r.ClientIP, r.Device,
 	}
 	if e.err != nil {
 		return nil, fmt.Errorf("request %s: %w", r.ID, e.err)
@@ -108,7 +108,7 @@ func scanRequest(sc scanner) (lapse.Request, error) {
 	err := sc.Scan(&r.ID, &r.User, &r.Resource, &r.Role, &r.Reason, &r.Ticket, &duration,
 		&startAt, &state, &createdAt, &updatedAt, &pendingUntil, &r.ApprovalsNeeded, &approvals,
 		&activatedAt, &expiresAt, &endedAt, &endReason, &r.EndedBy, &r.Note, &extension,
-		&r.Ref, &r.Attempts, &nextAt, &r.Owner, &r.LastError, &r.CredentialsWaiting, &inputs, &outputs, &r.ClientIP, &r.Version)
+		&r.Ref, &r.Attempts, &nextAt, &r.Owner, &r.LastError, &r.CredentialsWaiting, &inputs, &outputs, &r.ClientIP, &r.Device, &r.Version)
 	if err != nil {
 		return lapse.Request{}, err
 	}

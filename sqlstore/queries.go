@@ -16,7 +16,7 @@ import (
 const requestColumns = `id, user_name, resource, role, reason, ticket, duration, start_at, state,
 	created_at, updated_at, pending_until, approvals_needed, approvals,
 	activated_at, expires_at, ended_at, end_reason, ended_by, note, extension,
-	ref, attempts, next_at, owner, last_error, credentials_waiting, inputs, outputs, client_ip, version`
+	ref, attempts, next_at, owner, last_error, credentials_waiting, inputs, outputs, client_ip, device, version`
 
 // auditColumns are the columns of the audit table in the order that
 // [scanAudit] reads and [auditValues] writes them.
@@ -86,7 +86,7 @@ func newQueries(d *dialect) *queries {
 		dialect:    d,
 		getRequest: d.sql(`SELECT ` + requestColumns + ` FROM requests WHERE id = ?`),
 		insertRequest: d.sql(`INSERT INTO requests (` + requestColumns + `)
-			VALUES (` + placeholders(31) + `) ON CONFLICT (id) DO NOTHING`),
+			VALUES (` + placeholders(32) + `) ON CONFLICT (id) DO NOTHING`),
 		// Only the columns the state machine changes: SQLite rewrites every
 		// index on a column that an UPDATE sets, changed or not.
 		updateRequest: d.sql(`UPDATE requests SET

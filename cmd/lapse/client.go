@@ -249,6 +249,7 @@ func newRequest(g *globals) *cobra.Command {
 	f.StringVar(&in.Ticket, "ticket", "", "ticket or incident id")
 	f.StringVar(&in.StartAt, "at", "", "start the window later, at this RFC 3339 time")
 	f.BoolVar(&wait, "wait", false, "wait until the request is active (or ends) and fetch the credentials")
+	f.StringVar(&in.Device, "device", "", "the device you ask from, as your device management knows it")
 	f.StringVar(&sshKey, "ssh-key", "", "SSH public key to certify, for ssh resources (e.g. ~/.ssh/id_ed25519.pub)")
 	f.DurationVar(&waitFor, "wait-timeout", 24*time.Hour, "how long --wait waits")
 	for _, n := range []string{"role", "for", "reason"} {

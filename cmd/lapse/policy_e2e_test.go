@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/api"
 )
 
 // TestPoliciesDecideAndReload: a Cedar forbid on a signal that is unknown
@@ -152,5 +156,90 @@ when { resource.environment == "prod" && context.network.country != "DE" };
 	out, code = run(t, "policy", "test", tests, "--config", cfg)
 	if code != 1 || !strings.Contains(out, "FAIL geo.yaml: from France: Request: want allow, got deny") {
 		t.Fatalf("failing policy test: exit %d\n%s", code, out)
+	}
+}
+
+// TestPostureChangeRevokes: a grant that needs a managed device is revoked
+// as soon as the device management integration reports it unmanaged.
+func TestPostureChangeRevokes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policies")
+	if err := os.MkdirAll(pol, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pol, "device.cedar"), []byte(`@id("prod-needs-managed-device")
+@reason("your device is not managed by the company")
+forbid (principal, action in [Action::"Request", Action::"Extend"], resource)
+when { resource.environment == "prod" && !context.device.managed };
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.ReadFile(writeConfig(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "lapse-posture.yaml")
+	extra := "policies: policies\nintegrations:\n  - name: mdm\n    token_sha256: " + hash("tok-mdm") + "\n"
+	text := string(base) + `  - name: prod-app
+    connector: tokens
+    environment: prod
+    roles:
+      - name: read
+        max_duration: 1h
+        approvals: 0
+        requesters: [engineering]
+` + extra
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, "--config", cfg, "--data", filepath.Join(dir, "data"))
+	post := func(managed bool) (int, string) {
+		body := fmt.Sprintf(`{"owner":"alice","managed":%v,"disk_encrypted":true,"os_up_to_date":true}`, managed)
+		req, _ := http.NewRequest(http.MethodPost, s.url+"/v1/devices/laptop-1/posture", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer tok-mdm")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// Users may not report posture; integrations may not do anything else.
+	req, _ := http.NewRequest(http.MethodPost, s.url+"/v1/devices/laptop-1/posture", strings.NewReader(`{"managed":true,"disk_encrypted":true,"os_up_to_date":true}`))
+	req.Header.Set("Authorization", "Bearer tok-alice")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a user reported posture: %v %v", resp.StatusCode, err)
+	}
+	if out, code := s.cli(t, "mdm", "ls"); code == 0 {
+		t.Fatalf("an integration listed requests: %s", out)
+	}
+	if code, body := post(true); code != 200 {
+		t.Fatalf("posture: %d %s", code, body)
+	}
+	out, code := s.cli(t, "alice", "request", "prod-app", "--role", "read", "--for", "30m", "--reason", "x")
+	if code != 1 || !strings.Contains(out, "prod-needs-managed-device") {
+		t.Fatalf("without a device: exit %d %s", code, out)
+	}
+	var r api.Request
+	s.cliJSON(t, "alice", &r, "request", "prod-app", "--role", "read", "--for", "30m", "--reason", "x", "--device", "laptop-1")
+	if r.State != lapse.StateActive {
+		t.Fatalf("from the managed laptop: %+v", r)
+	}
+	start := time.Now()
+	code, body := post(false)
+	if code != 200 || !strings.Contains(body, `"grants_revoked":1`) {
+		t.Fatalf("posture flip: %d %s", code, body)
+	}
+	var got api.Request
+	s.cliJSON(t, "carol", &got, "show", r.ID)
+	if got.State != lapse.StateEnded || got.EndReason != lapse.EndRevoked || !strings.Contains(got.Note, "prod-needs-managed-device") {
+		t.Fatalf("after the flip: %s %s %q", got.State, got.EndReason, got.Note)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("revoked %s after the posture report, want within 1s", took)
 	}
 }

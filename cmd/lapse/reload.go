@@ -26,6 +26,8 @@ type policyWatcher struct {
 	logger  *slog.Logger
 	// Interval is how often the folder is checked for changes.
 	Interval time.Duration
+	// reevaluate asks the new policies about every active grant.
+	reevaluate func(ctx context.Context) (int, error)
 }
 
 func (w *policyWatcher) run(ctx context.Context) {
@@ -81,6 +83,14 @@ func (w *policyWatcher) reload(ctx context.Context) {
 	}
 	w.logger.Info("policies in force", "hash", e.Hash(), "count", e.Len())
 	w.audit(ctx, "policy.changed", old.Hash(), e.Hash())
+	if w.reevaluate != nil {
+		n, err := w.reevaluate(ctx)
+		if err != nil {
+			w.logger.Error("re-evaluate active grants", "err", err)
+		} else if n > 0 {
+			w.logger.Info("revoked grants the new policies no longer permit", "count", n)
+		}
+	}
 }
 
 func (w *policyWatcher) audit(ctx context.Context, typ, from, to string) {

@@ -230,13 +230,26 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 	}
 	b := &broker.Broker{
 		Store: store, Catalog: catalog, Decider: dec, Executor: sched, Target: target,
-		Sealer: box, Clock: clock, Owner: "local", PendingTTL: cfg.Server.PendingTTL,
+		Sealer: box, Clock: clock, Owner: "local", PendingTTL: cfg.Server.PendingTTL, PostureMaxAge: cfg.Server.PostureMaxAge,
 		Logger: logger.With("system", "broker"),
 	}
 	users := map[[32]byte]lapse.Principal{}
+	byName := map[string]lapse.Principal{}
 	for _, u := range cfg.Users {
 		admin := slices.ContainsFunc(u.Groups, func(g string) bool { return slices.Contains(cfg.AdminGroups, g) })
 		users[u.TokenSHA256] = lapse.Principal{Name: u.Name, Groups: u.Groups, Admin: admin}
+		byName[u.Name] = users[u.TokenSHA256]
+	}
+	b.Directory = func(name string) (lapse.Principal, bool) {
+		p, ok := byName[name]
+		return p, ok
+	}
+	integrations := map[[32]byte]lapse.Principal{}
+	for _, u := range cfg.Integrations {
+		if _, clash := users[u.TokenSHA256]; clash {
+			return nil, fmt.Errorf("integration %q has the token of a user", u.Name)
+		}
+		integrations[u.TokenSHA256] = lapse.Principal{Name: u.Name}
 	}
 	var authorities []httpapi.SSHAuthority
 	for _, c := range cfg.Connectors {
@@ -245,8 +258,9 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		}
 	}
 	api := &httpapi.Server{
-		SSH:    authorities,
-		Broker: b, Auth: httpapi.NewStaticTokens(users), Tokens: tokenVerifier{tokens},
+		SSH:          authorities,
+		Integrations: httpapi.NewStaticTokens(integrations),
+		Broker:       b, Auth: httpapi.NewStaticTokens(users), Tokens: tokenVerifier{tokens},
 		Logger: logger.With("system", "http"), ParseDuration: config.ParseDuration,
 		Ready: func(ctx context.Context) error {
 			_, _, err := store.NextDue(ctx)
@@ -268,7 +282,8 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		Interval: cfg.Server.ActivityInterval}
 	return &app{store: store, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns,
 		sweeper: sweeper, sampler: sampler, decider: dec,
-		policies: &policyWatcher{cfg: cfg, decider: dec, store: store, logger: logger.With("system", "policy"), Interval: 2 * time.Second}}, nil
+		policies: &policyWatcher{cfg: cfg, decider: dec, store: store, logger: logger.With("system", "policy"), Interval: 2 * time.Second,
+			reevaluate: func(ctx context.Context) (int, error) { return b.Reevaluate(ctx, nil) }}}, nil
 }
 
 // closeConnectors closes the connectors that hold resources.
