@@ -58,6 +58,8 @@ type Broker struct {
 	// Network, if set, turns a request's IP into network signals (country,
 	// trusted network); otherwise only the IP is known.
 	Network func(ip netip.Addr) lapse.NetworkSignals
+	// Risk, if set, scores a request by user from its other signals.
+	Risk func(ctx context.Context, user string, s lapse.Signals, now time.Time) lapse.RiskSignals
 }
 
 // signals gathers what policy may know of a request by user from device
@@ -76,6 +78,9 @@ func (b *Broker) signals(ctx context.Context, user, device, ip string, now time.
 		if b.Network != nil {
 			s.Network = b.Network(addr)
 		}
+	}
+	if b.Risk != nil {
+		s.Risk = b.Risk(ctx, user, s, now)
 	}
 	return s
 }

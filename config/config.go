@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -29,6 +30,19 @@ type Config struct {
 	Resources    []lapse.Resource
 	// Policies is the folder of Cedar policies, if any.
 	Policies string
+	// Network says how request addresses become signals.
+	Network Network
+}
+
+// Network configures network signals.
+type Network struct {
+	// GeoIPDB is a MaxMind-format country database; empty means countries
+	// are unknown.
+	GeoIPDB string
+	// Trusted are the networks that count as trusted.
+	Trusted []netip.Prefix
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
 }
 
 // Server holds the server settings.
@@ -162,6 +176,7 @@ func Parse(file string, data []byte, types map[string]ConnectorType) (*Config, e
 		"admin_groups": func(n *yaml.Node) { cfg.AdminGroups = p.names(n, "admin group") },
 		"connectors":   func(n *yaml.Node) { cfg.Connectors = p.connectors(n) },
 		"resources":    func(n *yaml.Node) { cfg.Resources = p.resources(n, cfg.Connectors) },
+		"network":      func(n *yaml.Node) { p.network(n, &cfg.Network, file) },
 		"policies": func(n *yaml.Node) {
 			cfg.Policies = p.str(n)
 			if cfg.Policies != "" && !filepath.IsAbs(cfg.Policies) && file != "" {
@@ -596,4 +611,41 @@ func (p *parser) role(n *yaml.Node, resource string) (lapse.Role, bool) {
 		p.addf(n, "resource %q role %q: needs %d approval(s) but lists no approvers", resource, r.Name, r.Approvals)
 	}
 	return r, true
+}
+
+func (p *parser) network(n *yaml.Node, out *Network, file string) {
+	prefixes := func(n *yaml.Node, what string) []netip.Prefix {
+		if n.Kind != yaml.SequenceNode {
+			p.addf(n, "%s must be a list of CIDR prefixes", what)
+			return nil
+		}
+		var ps []netip.Prefix
+		for _, c := range n.Content {
+			pr, err := netip.ParsePrefix(p.str(c))
+			if err != nil {
+				if a, aerr := netip.ParseAddr(c.Value); aerr == nil {
+					pr = netip.PrefixFrom(a, a.BitLen())
+				} else {
+					p.addf(c, "%s: %q is not a CIDR prefix such as 10.0.0.0/8", what, c.Value)
+					continue
+				}
+			}
+			if pr != pr.Masked() {
+				p.addf(c, "%s: %q has host bits set; did you mean %s?", what, c.Value, pr.Masked())
+				continue
+			}
+			ps = append(ps, pr)
+		}
+		return ps
+	}
+	p.mapping(n, "network", map[string]func(*yaml.Node){
+		"geoip_db": func(n *yaml.Node) {
+			out.GeoIPDB = p.str(n)
+			if out.GeoIPDB != "" && !filepath.IsAbs(out.GeoIPDB) && file != "" {
+				out.GeoIPDB = filepath.Join(filepath.Dir(file), out.GeoIPDB)
+			}
+		},
+		"trusted_networks": func(n *yaml.Node) { out.Trusted = prefixes(n, "trusted_networks") },
+		"trusted_proxies":  func(n *yaml.Node) { out.TrustedProxies = prefixes(n, "trusted_proxies") },
+	})
 }

@@ -56,10 +56,13 @@ type Server struct {
 	// Integrations authenticates device management integrations, which may
 	// only report device posture. Nil refuses every report.
 	Integrations Authenticator
-	Broker       *broker.Broker
-	Auth         Authenticator
-	Tokens       TokenVerifier
-	Logger       *slog.Logger
+	// ClientIP, if set, finds a request's client address (behind trusted
+	// proxies); by default it is the connection's peer.
+	ClientIP func(r *http.Request) string
+	Broker   *broker.Broker
+	Auth     Authenticator
+	Tokens   TokenVerifier
+	Logger   *slog.Logger
 	// Ready reports whether the server can serve; nil means always.
 	Ready func(ctx context.Context) error
 	// ParseDuration parses durations in bodies; time.ParseDuration if nil.
@@ -268,7 +271,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p lapse.Principa
 		}
 	}
 	res, err := s.Broker.Submit(r.Context(), p, broker.SubmitInput{
-		Resource: in.Resource, Role: in.Role, Duration: d, Reason: in.Reason, Ticket: in.Ticket, StartAt: start, Inputs: in.Inputs, ClientIP: clientIP(r), Device: in.Device})
+		Resource: in.Resource, Role: in.Role, Duration: d, Reason: in.Reason, Ticket: in.Ticket, StartAt: start, Inputs: in.Inputs, ClientIP: s.clientIP(r), Device: in.Device})
 	if err != nil && res.Request.ID == "" {
 		return err
 	}
@@ -670,9 +673,15 @@ func (s *Server) posture(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// clientIP is the address of the connection's peer. (Forwarded headers are
-// not trusted: no proxy is configured as trusted.)
-func clientIP(r *http.Request) string {
+func (s *Server) clientIP(r *http.Request) string {
+	if s.ClientIP != nil {
+		return s.ClientIP(r)
+	}
+	return peerIP(r)
+}
+
+// peerIP is the address of the connection's peer.
+func peerIP(r *http.Request) string {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return ""

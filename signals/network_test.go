@@ -1,7 +1,6 @@
 package signals_test
 
 import (
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,54 +9,22 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/signals"
-	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/oschwald/maxminddb-golang/v2"
+
+	"github.com/lapse-access/lapse/lapsetest"
 )
 
-// writeGeoIP writes a tiny country database to a file in a temporary
-// directory and returns its path. It maps 81.2.69.0/24 to GB,
+// writeGeoIP writes a tiny country database. It maps 81.2.69.0/24 to GB,
 // 2001:db8::/32 to DE, 192.0.2.0/24 to a record without a country and
 // 198.51.100.0/24 to a record with a malformed code.
 func writeGeoIP(t *testing.T) string {
-	t.Helper()
-	tree, err := mmdbwriter.New(mmdbwriter.Options{
-		DatabaseType:            "Lapse-Test-Country",
-		IncludeReservedNetworks: true,
-		RecordSize:              24,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	country := func(code string) mmdbtype.Map {
-		return mmdbtype.Map{"country": mmdbtype.Map{"iso_code": mmdbtype.String(code)}}
-	}
-	for cidr, rec := range map[string]mmdbtype.Map{
-		"81.2.69.0/24":    country("GB"),
-		"2001:db8::/32":   country("DE"),
+	return lapsetest.WriteGeoIP(t, map[string]mmdbtype.Map{
+		"81.2.69.0/24":    lapsetest.GeoIPCountry("GB"),
+		"2001:db8::/32":   lapsetest.GeoIPCountry("DE"),
 		"192.0.2.0/24":    {"continent": mmdbtype.Map{"code": mmdbtype.String("EU")}},
-		"198.51.100.0/24": country("Utopia"),
-	} {
-		_, network, err := net.ParseCIDR(cidr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tree.Insert(network, rec); err != nil {
-			t.Fatalf("insert %s: %v", cidr, err)
-		}
-	}
-	path := filepath.Join(t.TempDir(), "country.mmdb")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tree.WriteTo(f); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return path
+		"198.51.100.0/24": lapsetest.GeoIPCountry("Utopia"),
+	})
 }
 
 func openGeoIP(t *testing.T) *maxminddb.Reader {

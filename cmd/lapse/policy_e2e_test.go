@@ -12,6 +12,9 @@ import (
 
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/api"
+	"github.com/lapse-access/lapse/lapsetest"
+
+	"github.com/maxmind/mmdbwriter/mmdbtype"
 )
 
 // TestPoliciesDecideAndReload: a Cedar forbid on a signal that is unknown
@@ -241,5 +244,67 @@ when { resource.environment == "prod" && !context.device.managed };
 	}
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("revoked %s after the posture report, want within 1s", took)
+	}
+}
+
+// TestCountryFromTrustedProxy: behind a trusted proxy the client's address
+// comes from X-Forwarded-For, its country from the GeoIP database, and a
+// country policy decides on it; a client cannot claim an address itself.
+func TestCountryFromTrustedProxy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policies")
+	if err := os.MkdirAll(pol, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pol, "geo.cedar"), []byte(`@id("prod-from-germany")
+@reason("production is reachable from Germany only")
+forbid (principal, action == Action::"Request", resource)
+when { resource.environment == "prod" && !(context.network has country && context.network.country == "DE") };
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := lapsetest.WriteGeoIP(t, map[string]mmdbtype.Map{
+		"81.2.69.0/24":  lapsetest.GeoIPCountry("GB"),
+		"2001:db8::/32": lapsetest.GeoIPCountry("DE"),
+	})
+	base, err := os.ReadFile(writeConfig(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "lapse-geo.yaml")
+	text := string(base) + "policies: policies\nnetwork:\n  geoip_db: " + db + "\n  trusted_proxies: [127.0.0.1/32]\n  trusted_networks: [10.0.0.0/8]\n"
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, "--config", cfg, "--data", filepath.Join(dir, "data"))
+	submit := func(forwardedFor string) (int, string) {
+		body := `{"resource":"db","role":"admin","duration":"10m","reason":"geo"}`
+		req, _ := http.NewRequest(http.MethodPost, s.url+"/v1/requests", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer tok-alice")
+		if forwardedFor != "" {
+			req.Header.Set("X-Forwarded-For", forwardedFor)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := submit("81.2.69.7"); code != 403 || !strings.Contains(body, "prod-from-germany") {
+		t.Fatalf("from GB: %d %s", code, body)
+	}
+	code, body := submit("2001:db8::7")
+	if code != 201 || !strings.Contains(body, `"client_ip": "2001:db8::7"`) && !strings.Contains(body, `"client_ip":"2001:db8::7"`) {
+		t.Fatalf("from DE: %d %s", code, body)
+	}
+	// The peer 127.0.0.1 is the trusted proxy here; a forged hop to its
+	// left is not believed past an untrusted address.
+	if code, body := submit("2001:db8::7, 81.2.69.7"); code != 403 {
+		t.Fatalf("a forged German hop behind a British client was believed: %d %s", code, body)
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/lapse-access/lapse/monitor"
 	"github.com/lapse-access/lapse/reconcile"
 	"github.com/lapse-access/lapse/seal"
+	"github.com/lapse-access/lapse/signals"
 	"github.com/lapse-access/lapse/sqlstore"
 )
 
@@ -146,6 +147,7 @@ type app struct {
 	logger    *slog.Logger
 	unlock    func()
 	conns     map[string]lapse.Connector
+	network   *signals.Network
 	decider   *decider
 	policies  *policyWatcher
 	sweeper   *reconcile.Sweeper
@@ -257,7 +259,28 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 			authorities = append(authorities, a)
 		}
 	}
+	network := &signals.Network{Trusted: cfg.Network.Trusted, TrustedProxies: cfg.Network.TrustedProxies}
+	if cfg.Network.GeoIPDB != "" {
+		if network.GeoIP, err = signals.OpenGeoIP(cfg.Network.GeoIPDB); err != nil {
+			return nil, err
+		}
+	}
+	b.Network = network.Lookup
+	b.Risk = func(ctx context.Context, user string, s lapse.Signals, now time.Time) lapse.RiskSignals {
+		refused, err := store.ListAudit(ctx, lapse.AuditFilter{User: user, Type: lapse.EvRefused, Since: now.Add(-time.Hour), Limit: 100})
+		if err != nil {
+			logger.Warn("count recent denials", "user", user, "err", err)
+		}
+		return signals.Risk(signals.RiskInput{Device: s.Device, Network: s.Network, Hour: now.Hour(),
+			RecentDenials: len(refused), MaxPostureAge: cfg.Server.PostureMaxAge, Now: now})
+	}
 	api := &httpapi.Server{
+		ClientIP: func(r *http.Request) string {
+			if a := network.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For")); a.IsValid() {
+				return a.String()
+			}
+			return ""
+		},
 		SSH:          authorities,
 		Integrations: httpapi.NewStaticTokens(integrations),
 		Broker:       b, Auth: httpapi.NewStaticTokens(users), Tokens: tokenVerifier{tokens},
@@ -281,7 +304,7 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 	sampler := &monitor.Sampler{Store: store, Target: target, Clock: clock, Logger: logger.With("system", "monitor"),
 		Interval: cfg.Server.ActivityInterval}
 	return &app{store: store, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns,
-		sweeper: sweeper, sampler: sampler, decider: dec,
+		sweeper: sweeper, sampler: sampler, decider: dec, network: network,
 		policies: &policyWatcher{cfg: cfg, decider: dec, store: store, logger: logger.With("system", "policy"), Interval: 2 * time.Second,
 			reevaluate: func(ctx context.Context) (int, error) { return b.Reevaluate(ctx, nil) }}}, nil
 }
@@ -336,6 +359,9 @@ func (a *app) Serve(ctx context.Context, ln net.Listener) error {
 // Close releases the store and the data dir.
 func (a *app) Close() error {
 	err := errors.Join(closeConnectors(a.conns), a.store.Close())
+	if a.network.GeoIP != nil {
+		err = errors.Join(err, a.network.GeoIP.Close())
+	}
 	a.unlock()
 	return err
 }
