@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -44,4 +45,48 @@ func BenchmarkSubmitAutoApproved(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkReevaluate10000 asks policy again about 10,000 active grants,
+// as after a policy change, with none revoked: target ≤ 2 s.
+func BenchmarkReevaluate10000(b *testing.B) {
+	st := lapsetest.OpenStore(b)
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	conn := token.New(key, "bench")
+	catalog := &lapse.Catalog{Resources: []lapse.Resource{{Name: "app", Connector: "tokens", Roles: []lapse.Role{
+		{Name: "read", MaxDuration: 24 * time.Hour, Requesters: []string{"eng"}}}}}}
+	target := func(string, string) (lapse.Connector, any, error) { return conn, nil, nil }
+	box, _ := seal.New(make([]byte, 32))
+	sched := &expiry.Scheduler{Store: st, Target: target, Sealer: box}
+	br := &broker.Broker{Store: st, Catalog: catalog, Decider: lapsetest.CompiledPolicies(b, catalog), Executor: sched, Target: target, Sealer: box,
+		Directory: func(name string) (lapse.Principal, bool) {
+			return lapse.Principal{Name: name, Groups: []string{"eng"}}, true
+		}}
+	now := time.Now()
+	err := st.Tx(context.Background(), func(ctx context.Context, tx lapse.Tx) error {
+		for i := range 10_000 {
+			r, err := lapse.NewRequest(lapse.Request{ID: fmt.Sprintf("g%05d", i), User: fmt.Sprintf("user%d", i%500),
+				Resource: "app", Role: "read", Reason: "bench", Duration: 12 * time.Hour, ClientIP: "10.0.0.1"}, 0, time.Hour, now)
+			if err != nil {
+				return err
+			}
+			if r, err = r.Activate("ref", now); err != nil {
+				return err
+			}
+			if err := tx.CreateRequest(ctx, &r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		n, err := br.Reevaluate(context.Background(), nil)
+		if err != nil || n != 0 {
+			b.Fatalf("reevaluate: %d revoked, %v", n, err)
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/pass")
 }

@@ -67,7 +67,8 @@ func newStack(t testing.TB) *stack {
 	for name, groups := range users {
 		principals[sha256.Sum256([]byte("tok-"+name))] = lapse.Principal{Name: name, Groups: groups, Admin: name == "carol"}
 	}
-	srv := httptest.NewServer((&httpapi.Server{Broker: b, Auth: httpapi.NewStaticTokens(principals),
+	integrations := httpapi.NewStaticTokens(map[[32]byte]lapse.Principal{sha256.Sum256([]byte("tok-mdm")): {Name: "mdm"}})
+	srv := httptest.NewServer((&httpapi.Server{Broker: b, Auth: httpapi.NewStaticTokens(principals), Integrations: integrations,
 		Tokens: verifier{tok}}).Handler())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
