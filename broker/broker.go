@@ -233,8 +233,10 @@ func (b *Broker) Submit(ctx context.Context, p lapse.Principal, in SubmitInput) 
 	}
 	din := lapse.DecisionInput{Action: lapse.PolicyRequest, Principal: p, Resource: res, Role: role,
 		Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Now: now}
-	if len(in.Device) > 128 {
-		return Result{}, lapse.Invalidf("device id is longer than 128 bytes")
+	if in.Device != "" {
+		if _, err := b.Store.GetDevice(ctx, in.Device); errors.Is(err, lapse.ErrNotFound) {
+			return Result{}, lapse.Invalidf("unknown device %q: no device management integration has reported it", in.Device)
+		}
 	}
 	din.Signals = b.signals(ctx, p.Name, in.Device, in.ClientIP, now)
 	d := b.Decider.Decide(din)

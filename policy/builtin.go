@@ -52,9 +52,12 @@ func Builtin(c *lapse.Catalog) (*Set, error) {
 		for _, role := range res.Roles {
 			uid := roleUID(res.Name, role.Name)
 			base := "builtin:" + string(uid.ID) + ":"
-			if len(role.Requesters) > 0 {
-				add(base+"requesters", ast.Annotation("reason", types.String(fmt.Sprintf("members of %v may request this role", role.Requesters))).
-					Permit().ActionInSet(requestOrExtend...).ResourceEq(uid).When(inGroups(role.Requesters)))
+			// One policy per group, with the group in the scope: the index
+			// and cedar's scope check do the work, and no set is built per
+			// evaluation.
+			for _, g := range role.Requesters {
+				add(groupID(base+"requesters", g, role.Requesters), ast.Annotation("reason", types.String(fmt.Sprintf("members of %v may request this role", role.Requesters))).
+					Permit().PrincipalIn(types.NewEntityUID("Group", types.String(g))).ActionInSet(requestOrExtend...).ResourceEq(uid))
 			}
 			if role.MaxDuration > 0 {
 				add(base+"max_duration", ast.Annotation("reason", types.String(fmt.Sprintf("role %s on %s may be held for at most %s", role.Name, res.Name, role.MaxDuration))).
@@ -65,9 +68,9 @@ func Builtin(c *lapse.Catalog) (*Set, error) {
 				add(base+"approvals", ast.Annotation("reason", "role needs no approval").
 					Permit().ActionEq(actionUID(lapse.PolicyAutoApprove)).ResourceEq(uid))
 			}
-			if len(role.Approvers) > 0 {
-				add(base+"approvers", ast.Annotation("reason", types.String(fmt.Sprintf("members of %v may approve this role", role.Approvers))).
-					Permit().ActionEq(actionUID(lapse.PolicyApprove)).ResourceEq(uid).When(inGroups(role.Approvers)))
+			for _, g := range role.Approvers {
+				add(groupID(base+"approvers", g, role.Approvers), ast.Annotation("reason", types.String(fmt.Sprintf("members of %v may approve this role", role.Approvers))).
+					Permit().PrincipalIn(types.NewEntityUID("Group", types.String(g))).ActionEq(actionUID(lapse.PolicyApprove)).ResourceEq(uid))
 			}
 		}
 	}
@@ -79,10 +82,11 @@ func Builtin(c *lapse.Catalog) (*Set, error) {
 	return s, nil
 }
 
-func inGroups(groups []string) ast.Node {
-	nodes := make([]ast.Node, len(groups))
-	for i, g := range groups {
-		nodes[i] = ast.EntityUID("Group", types.String(g))
+// groupID names the built-in policy of one group of a role's list: the
+// plain id when the list has one group, else the id and the group.
+func groupID(id, group string, groups []string) string {
+	if len(groups) == 1 {
+		return id
 	}
-	return ast.Principal().In(ast.Set(nodes...))
+	return id + ":" + group
 }
