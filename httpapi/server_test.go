@@ -308,6 +308,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"bad state filter", "alice", "GET", "/v1/requests?state=sleeping", nil, 400, "state"},
 		{"bad start", "alice", "POST", "/v1/requests", body(`{"resource":"app","role":"read","duration":"1h","reason":"x","start_at":"tomorrow"}`), 400, "RFC 3339"},
 		{"unknown endpoint", "alice", "GET", "/v1/nothing", nil, 404, "no such endpoint"},
+		{"unknown device", "alice", "POST", "/v1/requests", body(`{"resource":"app","role":"read","duration":"1h","reason":"x","device":"nope"}`), 400, `unknown device "nope"`},
+		{"posture from a user's token", "alice", "POST", "/v1/devices/laptop-1/posture", body(`{"managed":true,"disk_encrypted":true,"os_up_to_date":true}`), 401, "unknown token"},
 		{"inputs to a connector that takes none", "alice", "POST", "/v1/requests", body(`{"resource":"app","role":"read","duration":"1h","reason":"x","inputs":{"ssh_public_key":"ssh-ed25519 AAAA"}}`), 400, "takes no inputs"},
 	}
 	for _, tt := range tests {
