@@ -260,22 +260,14 @@ func newRequest(g *globals) *cobra.Command {
 
 func newLs(g *globals) *cobra.Command {
 	var o client.ListOptions
-	cmd := &cobra.Command{
-		Use:   "ls",
-		Short: "List requests you may see",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
+	cmd := fetch(g, &cobra.Command{Use: "ls", Short: "List requests you may see", Args: cobra.NoArgs},
+		func(ctx context.Context, c *client.Client, _ []string) ([]api.Request, error) {
+			rs, err := c.List(ctx, o)
+			if rs == nil {
+				rs = []api.Request{}
 			}
-			rs, err := c.List(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			return g.printList(rs)
-		},
-	}
+			return rs, err
+		}, g.printList)
 	cmd.Flags().StringVar(&o.State, "state", "", "pending, active, ended, all, or a state name (default: not ended)")
 	cmd.Flags().BoolVar(&o.Mine, "mine", false, "only your own requests")
 	cmd.Flags().BoolVar(&o.ToApprove, "to-approve", false, "only requests waiting for your approval")
