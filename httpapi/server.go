@@ -59,10 +59,12 @@ type Server struct {
 	// ClientIP, if set, finds a request's client address (behind trusted
 	// proxies); by default it is the connection's peer.
 	ClientIP func(r *http.Request) string
-	Broker   *broker.Broker
-	Auth     Authenticator
-	Tokens   TokenVerifier
-	Logger   *slog.Logger
+	// Metrics, if set, is served at /metrics.
+	Metrics http.Handler
+	Broker  *broker.Broker
+	Auth    Authenticator
+	Tokens  TokenVerifier
+	Logger  *slog.Logger
 	// Ready reports whether the server can serve; nil means always.
 	Ready func(ctx context.Context) error
 	// ParseDuration parses durations in bodies; time.ParseDuration if nil.
@@ -82,6 +84,9 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	if s.Metrics != nil {
+		mux.Handle("GET /metrics", s.Metrics)
+	}
 	if s.Tokens != nil {
 		mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")

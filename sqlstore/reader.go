@@ -233,3 +233,12 @@ func (r *reader) ScanAudit(ctx context.Context, fn func(lapse.AuditEvent) error)
 		after = page[len(page)-1].Seq
 	}
 }
+
+// CountRequests returns how many requests are in state.
+func (r *reader) CountRequests(ctx context.Context, state lapse.State) (int, error) {
+	var n int
+	if err := r.db.QueryRowContext(ctx, r.d.sql(`SELECT count(*) FROM requests WHERE state = ?`), string(state)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count requests: %w", err)
+	}
+	return n, nil
+}

@@ -34,6 +34,12 @@ type Store struct {
 	headOK bool
 	// active answers ActiveGrant from memory for single-writer dialects.
 	active *activeIndex
+
+	// OnCommit, if set, is called after each committed transaction that
+	// appended audit events, with those events as stored. It runs before
+	// the next write transaction may start, so it must be quick; set it
+	// before the store is used.
+	OnCommit func(evs []lapse.AuditEvent)
 }
 
 var _ lapse.Store = (*Store)(nil)
@@ -153,6 +159,9 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx
 	}
 	if s.active != nil {
 		s.active.apply(t.changes)
+	}
+	if s.OnCommit != nil && len(t.events) > 0 {
+		s.OnCommit(t.events)
 	}
 	return nil
 }

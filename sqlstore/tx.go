@@ -24,6 +24,8 @@ type tx struct {
 	// changes are this transaction's effects on the active-grant index,
 	// applied when it commits.
 	changes []activeChange
+	// events are the audit events appended, as stored.
+	events []lapse.AuditEvent
 }
 
 var _ lapse.Tx = (*tx)(nil)
@@ -148,6 +150,9 @@ func (t *tx) AppendAudit(ctx context.Context, evs ...lapse.AuditEvent) error {
 			}
 			args = append(args, vals...)
 			t.head = auditHead{seq: ev.Seq, hash: ev.Hash}
+			if t.s.OnCommit != nil {
+				t.events = append(t.events, ev)
+			}
 		}
 		if _, err := t.db.ExecContext(ctx, t.q.insertAuditRows(n), args...); err != nil {
 			return fmt.Errorf("append audit records up to %d: %w", t.head.seq, err)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -279,6 +280,18 @@ func TestEndToEndLifecycle(t *testing.T) {
 	out, code = s.cli(t, "carol", "audit", "verify")
 	if code != 0 || !strings.Contains(out, "audit log OK") {
 		t.Fatalf("audit verify: exit %d %s", code, out)
+	}
+	resp, err := http.Get(s.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`lapse_requests_total{outcome="pending"} 1`, "lapse_revocation_lag_seconds_count 1",
+		`lapse_requests{state="active"} 0`, `lapse_audit_events_total{type="grant.ended"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 	// Errors go to stderr with a non-zero exit.
 	out, code = s.cli(t, "alice", "request", "db", "--role", "admin", "--for", "2h", "--reason", "x")

@@ -26,6 +26,7 @@ import (
 	"github.com/lapse-access/lapse/connector/token"
 	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/httpapi"
+	"github.com/lapse-access/lapse/metrics"
 	"github.com/lapse-access/lapse/monitor"
 	"github.com/lapse-access/lapse/reconcile"
 	"github.com/lapse-access/lapse/seal"
@@ -274,7 +275,17 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		return signals.Risk(signals.RiskInput{Device: s.Device, Network: s.Network, Hour: now.Hour(),
 			RecentDenials: len(refused), MaxPostureAge: cfg.Server.PostureMaxAge, Now: now})
 	}
+	mets := metrics.New(func(resource string) string {
+		for _, r := range catalog.Resources {
+			if r.Name == resource {
+				return r.Connector
+			}
+		}
+		return "unknown"
+	}, store.CountRequests, logger.With("system", "metrics"))
+	store.OnCommit = mets.Observe
 	api := &httpapi.Server{
+		Metrics: mets.Handler(),
 		ClientIP: func(r *http.Request) string {
 			if a := network.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For")); a.IsValid() {
 				return a.String()
