@@ -267,13 +267,12 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		}
 	}
 	b.Network = network.Lookup
+	hist := &history{store: store, network: network, logger: logger}
 	b.Risk = func(ctx context.Context, user string, s lapse.Signals, now time.Time) lapse.RiskSignals {
-		refused, err := store.ListAudit(ctx, lapse.AuditFilter{User: user, Type: lapse.EvRefused, Since: now.Add(-time.Hour), Limit: 100})
-		if err != nil {
-			logger.Warn("count recent denials", "user", user, "err", err)
-		}
-		return signals.Risk(signals.RiskInput{Device: s.Device, Network: s.Network, Hour: now.Hour(),
-			RecentDenials: len(refused), MaxPostureAge: cfg.Server.PostureMaxAge, Now: now})
+		h := hist.of(ctx, user, now)
+		return signals.Risk(signals.RiskInput{Device: s.Device, Network: s.Network, Hour: now.UTC().Hour(),
+			KnownCountries: h.countries, UsualHours: h.hours, RecentDenials: h.refused,
+			MaxPostureAge: cfg.Server.PostureMaxAge, Now: now})
 	}
 	mets := metrics.New(func(resource string) string {
 		for _, r := range catalog.Resources {
