@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/cedar-policy/cedar-go/types"
@@ -36,7 +37,8 @@ func buildContext(in lapse.DecisionInput, tz *time.Location, keys uint8) types.R
 	if keys == 0 {
 		return types.Record{}
 	}
-	m := make(types.RecordMap, 8)
+	m := getMap()
+	defer putMap(m)
 	s := in.Signals
 	if keys&ctxDuration != 0 {
 		m["duration_seconds"] = types.Long(in.Duration / time.Second)
@@ -48,7 +50,8 @@ func buildContext(in lapse.DecisionInput, tz *time.Location, keys uint8) types.R
 		m["ticket"] = types.String(in.Ticket)
 	}
 	if keys&ctxDevice != 0 {
-		d := make(types.RecordMap, 6)
+		d := getMap()
+		defer putMap(d)
 		if s.Device.ID != "" {
 			d["id"] = types.String(s.Device.ID)
 		}
@@ -62,7 +65,8 @@ func buildContext(in lapse.DecisionInput, tz *time.Location, keys uint8) types.R
 		m["device"] = types.NewRecord(d)
 	}
 	if keys&ctxNetwork != 0 {
-		n := make(types.RecordMap, 3)
+		n := getMap()
+		defer putMap(n)
 		if ip := s.Network.IP; ip.IsValid() {
 			n["ip"] = types.IPAddr(netip.PrefixFrom(ip, ip.BitLen()))
 		}
@@ -73,7 +77,8 @@ func buildContext(in lapse.DecisionInput, tz *time.Location, keys uint8) types.R
 		m["network"] = types.NewRecord(n)
 	}
 	if keys&ctxTime != 0 {
-		t := make(types.RecordMap, 2)
+		t := getMap()
+		defer putMap(t)
 		if !in.Now.IsZero() {
 			now := in.Now.UTC()
 			if tz != nil {
@@ -85,7 +90,8 @@ func buildContext(in lapse.DecisionInput, tz *time.Location, keys uint8) types.R
 		m["time"] = types.NewRecord(t)
 	}
 	if keys&ctxRisk != 0 {
-		r := make(types.RecordMap, 2)
+		r := getMap()
+		defer putMap(r)
 		if s.Risk.Known {
 			r["score"] = types.Long(s.Risk.Score)
 			r["reasons"] = stringSet(s.Risk.Reasons)
@@ -93,7 +99,8 @@ func buildContext(in lapse.DecisionInput, tz *time.Location, keys uint8) types.R
 		m["risk"] = types.NewRecord(r)
 	}
 	if keys&ctxMFA != 0 {
-		a := make(types.RecordMap, 2)
+		a := getMap()
+		defer putMap(a)
 		flag(a, "present", s.MFA.Present)
 		if !s.MFA.At.IsZero() && !in.Now.IsZero() {
 			a["age_seconds"] = types.Long(max(0, in.Now.Sub(s.MFA.At)/time.Second))
@@ -101,6 +108,17 @@ func buildContext(in lapse.DecisionInput, tz *time.Location, keys uint8) types.R
 		m["mfa"] = types.NewRecord(a)
 	}
 	return types.NewRecord(m)
+}
+
+// maps reuses the scratch maps records are built from: types.NewRecord
+// copies what it is given.
+var maps = sync.Pool{New: func() any { return make(types.RecordMap, 8) }}
+
+func getMap() types.RecordMap { return maps.Get().(types.RecordMap) }
+
+func putMap(m types.RecordMap) {
+	clear(m)
+	maps.Put(m)
 }
 
 func flag(m types.RecordMap, key types.String, f lapse.Flag) {
