@@ -81,6 +81,8 @@ type roleEntry struct {
 type userEntry struct {
 	groups []string
 	entity types.Entity
+	// getter serves the entities of this user's decisions.
+	getter getter
 }
 
 var _ lapse.Decider = (*Engine)(nil)
@@ -226,11 +228,11 @@ func (g *getter) Get(uid types.EntityUID) (types.Entity, bool) {
 	return ent, ok
 }
 
-func (e *Engine) user(p lapse.Principal) *types.Entity {
+func (e *Engine) user(p lapse.Principal) *userEntry {
 	if v, ok := e.users.Load(p.Name); ok {
 		u := v.(*userEntry)
 		if slices.Equal(u.groups, p.Groups) {
-			return &u.entity
+			return u
 		}
 	}
 	uid := types.NewEntityUID(typeUser, types.String(p.Name))
@@ -242,8 +244,9 @@ func (e *Engine) user(p lapse.Principal) *types.Entity {
 		UID: uid, Parents: types.NewEntityUIDSet(parents...),
 		Attributes: types.NewRecord(types.RecordMap{"name": types.String(p.Name), "groups": stringSet(p.Groups)}),
 	}}
+	u.getter = getter{e: e, user: &u.entity}
 	e.users.Store(p.Name, u)
-	return &u.entity
+	return u
 }
 
 func stringSet(ss []string) types.Set {
@@ -303,7 +306,8 @@ func (e *Engine) decide(in lapse.DecisionInput) ActionDecision {
 		return ad
 	}
 	re := e.roles[in.Resource.Name][in.Role.Name]
-	g := &getter{e: e, user: e.user(in.Principal)}
+	u := e.user(in.Principal)
+	g := &u.getter
 	if re == nil {
 		// A role that left the catalog: decide from what the input says.
 		re = e.entry(in.Resource.Name, in.Role.Name, in.Resource.TimeZone)
@@ -317,6 +321,9 @@ func (e *Engine) decide(in lapse.DecisionInput) ActionDecision {
 		Context: buildContext(in, re.tz, re.ctxKeys[ai])}
 	dec, diag := cedar.Authorize(cands, g, req)
 	d := &ad.Decision
+	if n := len(diag.Errors) + len(diag.Reasons); n > 0 {
+		d.Policies, d.Reasons = make([]string, 0, n), make([]string, 0, n)
+	}
 	for _, er := range diag.Errors {
 		d.Policies = append(d.Policies, string(er.PolicyID))
 		d.Reasons = append(d.Reasons, fmt.Sprintf("denied by %s: policy failed to evaluate: %s", er.PolicyID, er.Message))
@@ -382,7 +389,7 @@ func (e *Engine) requestApprovals(in lapse.DecisionInput) (int, []string) {
 		return 0, nil
 	}
 	in.Action = lapse.PolicyRequest
-	g := &getter{e: e, user: e.user(in.Principal)}
+	g := &e.user(in.Principal).getter
 	req := types.Request{Principal: g.user.UID, Action: actionUIDs[ai], Resource: re.uid, Context: buildContext(in, re.tz, ctxAll)}
 	_, diag := cedar.Authorize(cands, g, req)
 	n := 0
