@@ -66,6 +66,9 @@ type Server struct {
 	// PostureMaxAge is the age after which a device's reported posture
 	// counts as unknown; default 24h.
 	PostureMaxAge time.Duration
+	// ReevaluateInterval is how often every active grant is asked about
+	// again, besides on every posture and policy change; default 5m.
+	ReevaluateInterval time.Duration
 }
 
 // User is a local user who authenticates with a bearer token.
@@ -352,6 +355,9 @@ func (p *parser) server(n *yaml.Node, s *Server) {
 		},
 		"posture_max_age": func(n *yaml.Node) {
 			s.PostureMaxAge = p.duration(n, "posture_max_age")
+		},
+		"reevaluate_interval": func(n *yaml.Node) {
+			s.ReevaluateInterval = p.duration(n, "reevaluate_interval")
 		},
 	})
 	if s.Database != "" {

@@ -71,7 +71,7 @@ func buildContext(in lapse.DecisionInput, tz *time.Location, keys uint8) types.R
 			n["ip"] = types.IPAddr(netip.PrefixFrom(ip, ip.BitLen()))
 		}
 		if s.Network.Country != "" {
-			n["country"] = types.String(s.Network.Country)
+			n["country"] = countryValue(s.Network.Country)
 		}
 		flag(n, "trusted_network", s.Network.Trusted)
 		m["network"] = types.NewRecord(n)
@@ -108,6 +108,21 @@ func buildContext(in lapse.DecisionInput, tz *time.Location, keys uint8) types.R
 		m["mfa"] = types.NewRecord(a)
 	}
 	return types.NewRecord(m)
+}
+
+// countries holds country codes boxed as Cedar values: there are few, and
+// boxing one per decision would allocate.
+var countries sync.Map // string -> types.Value
+
+func countryValue(code string) types.Value {
+	if v, ok := countries.Load(code); ok {
+		return v.(types.Value)
+	}
+	v := types.Value(types.String(code))
+	if len(code) == 2 {
+		countries.Store(code, v)
+	}
+	return v
 }
 
 // maps reuses the scratch maps records are built from: types.NewRecord

@@ -73,7 +73,7 @@ type Engine struct {
 type roleEntry struct {
 	uid   types.EntityUID
 	tz    *time.Location
-	cands [len(actions)]policyList
+	cands [len(actions)]candidates
 	// ctxKeys are the context attributes the candidates read.
 	ctxKeys [len(actions)]uint8
 }
@@ -187,7 +187,7 @@ func (e *Engine) entry(resource, role string, tz *time.Location) *roleEntry {
 		for _, c := range cands {
 			re.ctxKeys[i] |= c.ctxKeys
 		}
-		re.cands[i] = cands
+		re.cands[i] = newCandidates(cands)
 	}
 	return re
 }
@@ -213,6 +213,18 @@ func (l policyList) All() iter.Seq2[types.PolicyID, *cedar.Policy] {
 		}
 	}
 }
+
+// candidates are a role's candidates for one action, with their iterator
+// built once, so that handing them to cedar.Authorize allocates nothing.
+type candidates struct {
+	list policyList
+	all  iter.Seq2[types.PolicyID, *cedar.Policy]
+}
+
+func newCandidates(l policyList) candidates { return candidates{list: l, all: l.All()} }
+
+// All implements cedar's PolicyIterator.
+func (c *candidates) All() iter.Seq2[types.PolicyID, *cedar.Policy] { return c.all }
 
 // getter serves the entities of one decision.
 type getter struct {
@@ -315,8 +327,8 @@ func (e *Engine) decide(in lapse.DecisionInput) ActionDecision {
 		resUID := types.NewEntityUID(typeResource, types.String(in.Resource.Name))
 		g = &getter{e: &Engine{entities: map[types.EntityUID]types.Entity{uid: {UID: uid, Parents: types.NewEntityUIDSet(resUID)}}}, user: g.user}
 	}
-	cands := re.cands[ai]
-	ad.Considered = len(cands)
+	cands := &re.cands[ai]
+	ad.Considered = len(cands.list)
 	req := types.Request{Principal: g.user.UID, Action: actionUIDs[ai], Resource: re.uid,
 		Context: buildContext(in, re.tz, re.ctxKeys[ai])}
 	dec, diag := cedar.Authorize(cands, g, req)
@@ -380,7 +392,7 @@ func (e *Engine) requestApprovals(in lapse.DecisionInput) (int, []string) {
 	}
 	ai, _ := actionIndex(lapse.PolicyRequest)
 	var cands policyList
-	for _, c := range re.cands[ai] {
+	for _, c := range re.cands[ai].list {
 		if c.approvals > 0 && !c.forbid {
 			cands = append(cands, c)
 		}

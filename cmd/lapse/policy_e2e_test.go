@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -306,5 +307,37 @@ when { resource.environment == "prod" && !(context.network has country && contex
 	// left is not believed past an untrusted address.
 	if code, body := submit("2001:db8::7, 81.2.69.7"); code != 403 {
 		t.Fatalf("a forged German hop behind a British client was believed: %d %s", code, body)
+	}
+}
+
+// TestGroupChangeRevokesAtStart: alice leaves the requesters' group while
+// Lapse is down; at the restart her grant is asked about again and revoked.
+func TestGroupChangeRevokesAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir)
+	data := filepath.Join(dir, "data")
+	s := startServer(t, "--config", cfg, "--data", data)
+	var r api.Request
+	s.cliJSON(t, "alice", &r, "request", "app", "--role", "read", "--for", "1h", "--reason", "x")
+	if r.State != lapse.StateActive {
+		t.Fatalf("request: %s", r.State)
+	}
+	s.kill(syscall.SIGTERM)
+	text, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// alice moves from engineering to sales.
+	changed := strings.Replace(string(text), "groups: [engineering]", "groups: [sales]", 1)
+	if err := os.WriteFile(cfg, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = startServer(t, "--config", cfg, "--data", data)
+	got := waitState(t, s, r.ID, lapse.StateEnded, 10*time.Second)
+	if got.EndReason != lapse.EndRevoked || !strings.Contains(got.Note, "no longer permitted") {
+		t.Fatalf("after the restart: %s %s %q", got.State, got.EndReason, got.Note)
 	}
 }

@@ -26,8 +26,11 @@ type policyWatcher struct {
 	logger  *slog.Logger
 	// Interval is how often the folder is checked for changes.
 	Interval time.Duration
-	// reevaluate asks the new policies about every active grant.
+	// reevaluate asks the policies in force about every active grant.
 	reevaluate func(ctx context.Context) (int, error)
+	// ReevaluateEvery is how often every active grant is asked about again,
+	// so that changes in risk (new refusals, stale posture) take effect.
+	ReevaluateEvery time.Duration
 }
 
 func (w *policyWatcher) run(ctx context.Context) {
@@ -35,13 +38,24 @@ func (w *policyWatcher) run(ctx context.Context) {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	w.audit(ctx, "policy.loaded", "", w.decider.p.Load().Hash())
+	// Users' groups or the policies may have changed while Lapse was down.
+	w.check(ctx)
 	last := w.fingerprint()
 	t := time.NewTicker(w.Interval)
 	defer t.Stop()
+	every := w.ReevaluateEvery
+	if every <= 0 {
+		every = 5 * time.Minute
+	}
+	re := time.NewTicker(every)
+	defer re.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-re.C:
+			w.check(ctx)
+			continue
 		case <-hup:
 			w.logger.Info("reloading policies on SIGHUP")
 		case <-t.C:
@@ -83,13 +97,20 @@ func (w *policyWatcher) reload(ctx context.Context) {
 	}
 	w.logger.Info("policies in force", "hash", e.Hash(), "count", e.Len())
 	w.audit(ctx, "policy.changed", old.Hash(), e.Hash())
-	if w.reevaluate != nil {
-		n, err := w.reevaluate(ctx)
-		if err != nil {
-			w.logger.Error("re-evaluate active grants", "err", err)
-		} else if n > 0 {
-			w.logger.Info("revoked grants the new policies no longer permit", "count", n)
-		}
+	w.check(ctx)
+}
+
+// check asks the policies in force about every active grant, revoking
+// those no longer permitted.
+func (w *policyWatcher) check(ctx context.Context) {
+	if w.reevaluate == nil {
+		return
+	}
+	n, err := w.reevaluate(ctx)
+	if err != nil && ctx.Err() == nil {
+		w.logger.Error("re-evaluate active grants", "err", err)
+	} else if n > 0 {
+		w.logger.Info("revoked grants the policies no longer permit", "count", n)
 	}
 }
 

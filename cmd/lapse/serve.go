@@ -316,7 +316,8 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 	return &app{store: store, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns,
 		sweeper: sweeper, sampler: sampler, decider: dec, network: network,
 		policies: &policyWatcher{cfg: cfg, decider: dec, store: store, logger: logger.With("system", "policy"), Interval: 2 * time.Second,
-			reevaluate: func(ctx context.Context) (int, error) { return b.Reevaluate(ctx, nil) }}}, nil
+			reevaluate:      func(ctx context.Context) (int, error) { return b.Reevaluate(ctx, nil) },
+			ReevaluateEvery: cfg.Server.ReevaluateInterval}}, nil
 }
 
 // closeConnectors closes the connectors that hold resources.
