@@ -120,7 +120,7 @@ func newQueries(d *dialect) *queries {
 // prepared lists the queries that write transactions prepare once and reuse:
 // those the scheduler runs hundreds of times per transaction.
 func (q *queries) prepared() []string {
-	out := []string{q.getRequest, q.insertRequest, q.updateRequest, q.dueRequests, q.auditHead}
+	out := []string{q.getRequest, q.insertRequest, q.updateRequest, q.dueRequests, q.auditHead, q.deleteSecret}
 	for n := 1; n <= auditInsertChunk; n *= 2 {
 		out = append(out, q.insertAuditRows(n))
 	}
