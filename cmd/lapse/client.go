@@ -319,7 +319,8 @@ func simple(g *globals, use, short string, setup func(cmd *cobra.Command) func(c
 }
 
 func newShow(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var timeline bool
+	cmd := &cobra.Command{
 		Use:   "show ID",
 		Short: "Show one request, with the activity seen under it",
 		Args:  cobra.ExactArgs(1),
@@ -337,6 +338,23 @@ func newShow(g *globals) *cobra.Command {
 			}
 			if err := g.printRequest(r); err != nil {
 				return err
+			}
+			if timeline {
+				// Everything that happened to the request, activity included.
+				evs, err := c.AuditAll(cmd.Context(), client.AuditOptions{Request: r.ID})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "\nTimeline:\n")
+				w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+				for _, e := range evs {
+					state := string(e.To)
+					if e.From != "" && e.From != e.To {
+						state = string(e.From) + "→" + string(e.To)
+					}
+					fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", e.Time.UTC().Format("2006-01-02 15:04:05Z"), e.Type, e.Actor, state)
+				}
+				return w.Flush()
 			}
 			// Activity is in the audit log; those who may not read it see
 			// the request alone.
@@ -362,6 +380,8 @@ func newShow(g *globals) *cobra.Command {
 			return w.Flush()
 		},
 	}
+	cmd.Flags().BoolVar(&timeline, "timeline", false, "list everything that happened to the request, from the audit log")
+	return cmd
 }
 
 func newApprove(g *globals) *cobra.Command {

@@ -277,6 +277,10 @@ func TestEndToEndLifecycle(t *testing.T) {
 	if strings.Join(types, " ") != strings.Join(want, " ") {
 		t.Fatalf("audit of %s:\n got %v\nwant %v", r.ID, types, want)
 	}
+	out, code = s.cli(t, "carol", "show", r.ID, "--timeline")
+	if code != 0 || !strings.Contains(out, "Timeline:") || !strings.Contains(out, "grant.expired") || !strings.Contains(out, "active→revoking") {
+		t.Fatalf("show --timeline: exit %d\n%s", code, out)
+	}
 	out, code = s.cli(t, "carol", "audit", "verify")
 	if code != 0 || !strings.Contains(out, "audit log OK") {
 		t.Fatalf("audit verify: exit %d %s", code, out)
