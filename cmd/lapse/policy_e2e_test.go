@@ -169,25 +169,11 @@ func TestPostureChangeRevokes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
 	}
-	dir := t.TempDir()
-	pol := filepath.Join(dir, "policies")
-	if err := os.MkdirAll(pol, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(pol, "device.cedar"), []byte(`@id("prod-needs-managed-device")
+	cfg, dir := policyConfig(t, map[string]string{"device.cedar": `@id("prod-needs-managed-device")
 @reason("your device is not managed by the company")
 forbid (principal, action in [Action::"Request", Action::"Extend"], resource)
 when { resource.environment == "prod" && !context.device.managed };
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	base, err := os.ReadFile(writeConfig(t, dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "lapse-posture.yaml")
-	extra := "policies: policies\nintegrations:\n  - name: mdm\n    token_sha256: " + hash("tok-mdm") + "\n"
-	text := string(base) + `  - name: prod-app
+`}, `  - name: prod-app
     connector: tokens
     environment: prod
     roles:
@@ -195,10 +181,9 @@ when { resource.environment == "prod" && !context.device.managed };
         max_duration: 1h
         approvals: 0
         requesters: [engineering]
-` + extra
-	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+integrations:
+  - name: mdm
+    token_sha256: `+hash("tok-mdm")+"\n")
 	s := startServer(t, "--config", cfg, "--data", filepath.Join(dir, "data"))
 	post := func(managed bool) (int, string) {
 		body := fmt.Sprintf(`{"owner":"alice","managed":%v,"disk_encrypted":true,"os_up_to_date":true}`, managed)
@@ -255,31 +240,15 @@ func TestCountryFromTrustedProxy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
 	}
-	dir := t.TempDir()
-	pol := filepath.Join(dir, "policies")
-	if err := os.MkdirAll(pol, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(pol, "geo.cedar"), []byte(`@id("prod-from-germany")
-@reason("production is reachable from Germany only")
-forbid (principal, action == Action::"Request", resource)
-when { resource.environment == "prod" && !(context.network has country && context.network.country == "DE") };
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	db := lapsetest.WriteGeoIP(t, map[string]mmdbtype.Map{
 		"81.2.69.0/24":  lapsetest.GeoIPCountry("GB"),
 		"2001:db8::/32": lapsetest.GeoIPCountry("DE"),
 	})
-	base, err := os.ReadFile(writeConfig(t, dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "lapse-geo.yaml")
-	text := string(base) + "policies: policies\nnetwork:\n  geoip_db: " + db + "\n  trusted_proxies: [127.0.0.1/32]\n  trusted_networks: [10.0.0.0/8]\n"
-	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg, dir := policyConfig(t, map[string]string{"geo.cedar": `@id("prod-from-germany")
+@reason("production is reachable from Germany only")
+forbid (principal, action == Action::"Request", resource)
+when { resource.environment == "prod" && !(context.network has country && context.network.country == "DE") };
+`}, "network:\n  geoip_db: "+db+"\n  trusted_proxies: [127.0.0.1/32]\n  trusted_networks: [10.0.0.0/8]\n")
 	s := startServer(t, "--config", cfg, "--data", filepath.Join(dir, "data"))
 	submit := func(forwardedFor string) (int, string) {
 		body := `{"resource":"db","role":"admin","duration":"10m","reason":"geo"}`
@@ -340,4 +309,31 @@ func TestGroupChangeRevokesAtStart(t *testing.T) {
 	if got.EndReason != lapse.EndRevoked || !strings.Contains(got.Note, "no longer permitted") {
 		t.Fatalf("after the restart: %s %s %q", got.State, got.EndReason, got.Note)
 	}
+}
+
+// policyConfig writes the standard test config with a policies folder
+// holding policies (file name to text) and extra appended to the config
+// (more resources first, then top-level keys), and returns the config's
+// path and its directory.
+func policyConfig(t *testing.T, policies map[string]string, extra string) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policies")
+	if err := os.MkdirAll(pol, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range policies {
+		if err := os.WriteFile(filepath.Join(pol, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base, err := os.ReadFile(writeConfig(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "lapse-policies.yaml")
+	if err := os.WriteFile(cfg, []byte(string(base)+extra+"policies: policies\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, dir
 }
