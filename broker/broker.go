@@ -63,14 +63,15 @@ type Broker struct {
 }
 
 // signals gathers what policy may know of a request by user from device
-// and ip: the device's posture from the registry and the network.
-func (b *Broker) signals(ctx context.Context, user, device, ip string, now time.Time) lapse.Signals {
-	var s lapse.Signals
+// and ip: the device's posture from the registry and the network. It also
+// reports whether the registry holds the device.
+func (b *Broker) signals(ctx context.Context, user, device, ip string, now time.Time) (s lapse.Signals, registered bool) {
 	if device != "" {
 		d, err := b.Store.GetDevice(ctx, device)
 		if err != nil && !errors.Is(err, lapse.ErrNotFound) {
 			b.logger().Error("read device posture", "device", device, "err", err)
 		}
+		registered = err == nil
 		s.Device = d.Signals(device, user, now, b.PostureMaxAge)
 	}
 	if addr, err := netip.ParseAddr(ip); err == nil {
@@ -82,7 +83,7 @@ func (b *Broker) signals(ctx context.Context, user, device, ip string, now time.
 	if b.Risk != nil {
 		s.Risk = b.Risk(ctx, user, s, now)
 	}
-	return s
+	return s, registered
 }
 
 // Result is the outcome of a use case.
@@ -233,12 +234,11 @@ func (b *Broker) Submit(ctx context.Context, p lapse.Principal, in SubmitInput) 
 	}
 	din := lapse.DecisionInput{Action: lapse.PolicyRequest, Principal: p, Resource: res, Role: role,
 		Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Now: now}
-	if in.Device != "" {
-		if _, err := b.Store.GetDevice(ctx, in.Device); errors.Is(err, lapse.ErrNotFound) {
-			return Result{}, lapse.Invalidf("unknown device %q: no device management integration has reported it", in.Device)
-		}
+	var registered bool
+	din.Signals, registered = b.signals(ctx, p.Name, in.Device, in.ClientIP, now)
+	if in.Device != "" && !registered {
+		return Result{}, lapse.Invalidf("unknown device %q: no device management integration has reported it", in.Device)
 	}
-	din.Signals = b.signals(ctx, p.Name, in.Device, in.ClientIP, now)
 	d := b.Decider.Decide(din)
 	if !d.Allow {
 		b.refused(ctx, p, in, d, now)
@@ -315,14 +315,19 @@ func (b *Broker) lookup(ctx context.Context, id string) (lapse.Request, *lapse.R
 	if err != nil {
 		return lapse.Request{}, nil, nil, err
 	}
+	res, role := b.resolve(r)
+	return r, res, role, nil
+}
+
+// resolve returns r's resource and role from the catalog. A resource that
+// left the configuration is named without settings, so that its requests
+// stay reachable for reads and revocation; no policy permits anything on it.
+func (b *Broker) resolve(r lapse.Request) (*lapse.Resource, *lapse.Role) {
 	res, role, err := b.Catalog.Lookup(r.Resource, r.Role)
 	if err != nil {
-		// The resource left the configuration; keep the request reachable
-		// for revocation and reads.
-		res = &lapse.Resource{Name: r.Resource}
-		role = &lapse.Role{Name: r.Role}
+		return &lapse.Resource{Name: r.Resource}, &lapse.Role{Name: r.Role}
 	}
-	return r, res, role, nil
+	return res, role
 }
 
 // mayApprove reports whether p may approve or deny r.
@@ -391,7 +396,7 @@ func (b *Broker) Approve(ctx context.Context, p lapse.Principal, id, comment str
 		return Result{Decision: &d}, denial(d, "approval")
 	}
 	if r.State == lapse.StateActive {
-		return b.approveExtension(ctx, p, r, comment, d)
+		return b.approveExtension(ctx, p, r, res, role, comment, d)
 	}
 	claimed := false
 	out, err := b.update(ctx, id, func(r lapse.Request, now time.Time) (lapse.Request, *lapse.AuditEvent, error) {
@@ -424,12 +429,8 @@ func (b *Broker) Approve(ctx context.Context, p lapse.Principal, id, comment str
 	return Result{Request: out, Decision: &d}, nil
 }
 
-func (b *Broker) approveExtension(ctx context.Context, p lapse.Principal, r lapse.Request, comment string, d lapse.Decision) (Result, error) {
+func (b *Broker) approveExtension(ctx context.Context, p lapse.Principal, r lapse.Request, res *lapse.Resource, role *lapse.Role, comment string, d lapse.Decision) (Result, error) {
 	now := b.now()
-	res, role, _ := b.Catalog.Lookup(r.Resource, r.Role)
-	if res == nil {
-		res, role = &lapse.Resource{Name: r.Resource}, &lapse.Role{Name: r.Role}
-	}
 	tentative, err := b.approve(r, p, comment, res, role, now)
 	if err != nil {
 		return Result{}, err
@@ -670,8 +671,9 @@ func (b *Broker) Extend(ctx context.Context, p lapse.Principal, id string, d tim
 		return Result{}, lapse.Invalidf("extension %s exceeds the maximum of %s for role %s on %s", d, role.MaxDuration, role.Name, res.Name)
 	}
 	now := b.now()
+	sig, _ := b.signals(ctx, p.Name, r.Device, r.ClientIP, now)
 	din := lapse.DecisionInput{Action: lapse.PolicyExtend, Principal: p, Resource: res, Role: role, Duration: d, Reason: reason, Ticket: r.Ticket, Request: &r, Now: now,
-		Signals: b.signals(ctx, p.Name, r.Device, r.ClientIP, now)}
+		Signals: sig}
 	dec := b.Decider.Decide(din)
 	if !dec.Allow {
 		b.auditRefusal(ctx, p, lapse.EvExtensionRefused, r, dec, map[string]any{"duration": d.String(), "reason": reason})
@@ -791,10 +793,7 @@ func (b *Broker) List(ctx context.Context, p lapse.Principal, in ListInput) ([]l
 	}
 	out := rs[:0]
 	for _, r := range rs {
-		res, role, err := b.Catalog.Lookup(r.Resource, r.Role)
-		if err != nil {
-			res, role = &lapse.Resource{Name: r.Resource}, &lapse.Role{Name: r.Role}
-		}
+		res, role := b.resolve(r)
 		if in.ToApprove {
 			if r.State == lapse.StateActive && r.Extension == nil {
 				continue
@@ -945,18 +944,19 @@ func (b *Broker) Reevaluate(ctx context.Context, match func(lapse.Request) bool)
 	revoked := 0
 	system := lapse.Principal{Name: "lapse", Admin: true}
 	for _, r := range rs {
-		if match != nil && !match(r) {
+		now := b.now()
+		// A grant past its expiry is the scheduler's to end, as expired.
+		if (match != nil && !match(r)) || !r.Active(now) {
 			continue
 		}
 		res, role, err := b.Catalog.Lookup(r.Resource, r.Role)
 		if err != nil {
 			continue
 		}
-		now := b.now()
+		sig, _ := b.signals(ctx, r.User, r.Device, r.ClientIP, now)
 		d := b.Decider.Decide(lapse.DecisionInput{Action: lapse.PolicyRequest,
 			Principal: b.principalOf(r), Resource: res, Role: role, Duration: r.ExpiresAt.Sub(now),
-			Reason: r.Reason, Ticket: r.Ticket, Request: &r, Now: now,
-			Signals: b.signals(ctx, r.User, r.Device, r.ClientIP, now)})
+			Reason: r.Reason, Ticket: r.Ticket, Request: &r, Now: now, Signals: sig})
 		if d.Allow {
 			continue
 		}

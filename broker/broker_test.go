@@ -169,3 +169,27 @@ func TestListKeepsOwnRequestsBehindOthers(t *testing.T) {
 	}
 	t.Fatalf("alice's own pending request %s missing from her listing (%d shown)", mine.ID, len(rs))
 }
+
+// Re-evaluation revokes a grant that policy no longer permits, and leaves
+// one past its expiry to the scheduler, which ends it as expired.
+func TestReevaluateLeavesExpiredGrantsToTheScheduler(t *testing.T) {
+	r := newRig(t, 0, nil)
+	inWindow := submit(t, r, alice)
+	r.clock.Advance(30 * time.Minute)
+	late, err := r.br.Submit(t.Context(), alice, broker.SubmitInput{Resource: "db", Role: "read", Duration: 10 * time.Minute, Reason: "INC-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Advance(20 * time.Minute) // late is past its expiry; inWindow is not
+	r.br.Catalog.Resources[0].Roles[0].Requesters = []string{"sales"}
+	n, err := r.br.Reevaluate(t.Context(), nil)
+	if err != nil || n != 1 {
+		t.Fatalf("Reevaluate = %d, %v; want 1", n, err)
+	}
+	if got, _ := r.st.GetRequest(t.Context(), inWindow.ID); got.EndReason != lapse.EndRevoked || !strings.Contains(got.Note, "no longer permitted") {
+		t.Fatalf("grant in its window: %s %s %q", got.State, got.EndReason, got.Note)
+	}
+	if got, _ := r.st.GetRequest(t.Context(), late.Request.ID); got.State != lapse.StateActive {
+		t.Fatalf("expired grant: %s, want it left active for the scheduler", got.State)
+	}
+}

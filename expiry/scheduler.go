@@ -455,12 +455,11 @@ func (s *Scheduler) call(ctx context.Context, fn func(ctx context.Context) error
 func (s *Scheduler) provision(ctx context.Context, r lapse.Request) result {
 	start := s.Clock.Now()
 	c, g, err := s.grant(r, start.Add(r.Duration))
-	final := r.Attempts > s.ProvisionAttempts
-	if err == nil && !final {
+	if err == nil {
 		err = s.checkUp(c)
 	}
 	var p lapse.Provisioned
-	if err == nil && !final {
+	if err == nil {
 		err = s.call(ctx, func(ctx context.Context) error {
 			var err error
 			p, err = c.Provision(ctx, g)
@@ -485,18 +484,14 @@ func (s *Scheduler) provision(ctx context.Context, r lapse.Request) result {
 			}
 		}
 		s.suspect(ctx, c, err)
-		if lapse.IsUnrecoverable(err) || r.Attempts >= s.ProvisionAttempts {
-			final = true
-		}
 	}
+	// The last attempt, or one that retrying cannot fix, fails the request.
+	final := lapse.IsUnrecoverable(err) || r.Attempts >= s.ProvisionAttempts
 	if ctx.Err() != nil {
 		// Shutting down: the claim is released at the next start.
 		return result{claimed: r}
 	}
-	msg := "provisioning gave up"
-	if err != nil {
-		msg = err.Error()
-	}
+	msg := err.Error()
 	if final {
 		// Leave nothing behind: remove what a partial provisioning may have
 		// created. If the target cannot confirm that now, the request fails

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -406,4 +407,18 @@ func TestClaimsNoMoreThanWorkersCanStart(t *testing.T) {
 		}
 	}
 	assertChain(t, e.store)
+}
+
+// TestProvisionFailsAtOnceWhenTheTargetIsGone: a resource whose connector
+// cannot be resolved is not retried; the request fails with the reason.
+func TestProvisionFailsAtOnceWhenTheTargetIsGone(t *testing.T) {
+	e := newEnv(t)
+	e.sched.Target = func(string, string) (lapse.Connector, any, error) {
+		return nil, nil, lapse.Unrecoverable(errors.New("resource db has no connector"))
+	}
+	e.run()
+	r := e.submit("read", time.Hour, time.Time{})
+	if r.State != lapse.StateFailed || !strings.Contains(r.LastError, "has no connector") {
+		t.Fatalf("state %s, last error %q; want failed at once", r.State, r.LastError)
+	}
 }

@@ -154,6 +154,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // tooLarge is the error of a body over MaxBody.
 var tooLarge = errors.New("too large")
 
+// errEmptyBody is the error of a request without a body.
+var errEmptyBody = &emptyBodyError{}
+
+type emptyBodyError struct{}
+
+func (*emptyBodyError) Error() string { return "request body is empty; send a JSON object" }
+func (*emptyBodyError) Unwrap() error { return lapse.ErrInvalid }
+
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := http.StatusInternalServerError, "internal"
 	switch {
@@ -195,7 +203,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		case errors.As(err, &mbe):
 			return fmt.Errorf("request body is larger than %d bytes: %w", MaxBody, tooLarge)
 		case errors.Is(err, io.EOF):
-			return lapse.Invalidf("request body is empty; send a JSON object")
+			return errEmptyBody
 		case errors.As(err, &se):
 			return lapse.Invalidf("malformed JSON at byte offset %d: %v", se.Offset, se)
 		case errors.Is(err, io.ErrUnexpectedEOF):
@@ -225,11 +233,10 @@ func decodeOptional(w http.ResponseWriter, r *http.Request, v any) error {
 	if r.ContentLength == 0 {
 		return nil
 	}
-	err := decode(w, r, v)
-	if err != nil && strings.Contains(err.Error(), "request body is empty") {
-		return nil
+	if err := decode(w, r, v); err != nil && !errors.Is(err, errEmptyBody) {
+		return err
 	}
-	return err
+	return nil
 }
 
 func (s *Server) duration(name, v string) (time.Duration, error) {

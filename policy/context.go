@@ -125,15 +125,15 @@ func countryValue(code string) types.Value {
 	return v
 }
 
-// maps reuses the scratch maps records are built from: types.NewRecord
+// scratch reuses the maps records are built from: types.NewRecord
 // copies what it is given.
-var maps = sync.Pool{New: func() any { return make(types.RecordMap, 8) }}
+var scratch = sync.Pool{New: func() any { return make(types.RecordMap, 8) }}
 
-func getMap() types.RecordMap { return maps.Get().(types.RecordMap) }
+func getMap() types.RecordMap { return scratch.Get().(types.RecordMap) }
 
 func putMap(m types.RecordMap) {
 	clear(m)
-	maps.Put(m)
+	scratch.Put(m)
 }
 
 func flag(m types.RecordMap, key types.String, f lapse.Flag) {
