@@ -27,12 +27,31 @@ type dialect struct {
 	// (" FOR UPDATE SKIP LOCKED" on PostgreSQL). SQLite needs none: its one
 	// writer transaction is the lock.
 	lockDue string
-	// lockAudit, if set, is run in a transaction before it reads the head of
-	// the audit log, so that concurrent writers append one at a time.
-	lockAudit string
+	// auditHead, if set, replaces the query that reads the head of the
+	// audit log (its last seq and hash) in a write transaction. Where
+	// several servers write, it locks a one-row head table until the
+	// transaction ends: every append, and every other piece of state that
+	// each append updates, is then written by one transaction at a time.
+	auditHead string
+	// auditHeadUpdate, if set, stores the head (seq, hash) that a
+	// transaction moved, before it commits.
+	auditHeadUpdate string
+	// conflict, if set, reports database errors by which a transaction
+	// lost to a concurrent one (serialization failure, deadlock); they are
+	// returned as [lapse.ErrConflict].
+	conflict func(error) bool
 	// singleWriter reports that all write transactions run one at a time in
 	// this process, so the head of the audit log can be cached between them.
 	singleWriter bool
+}
+
+// locker returns the option that serializes migrations of several
+// servers, or nil where one server owns the database.
+func (d *dialect) locker() (goose.ProviderOption, error) {
+	if d.singleWriter {
+		return nil, nil
+	}
+	return postgresLocker()
 }
 
 // migrations returns the dialect's numbered migrations.

@@ -42,10 +42,12 @@ type queries struct {
 	releaseClaims string
 	requestExists string
 	auditHead     string
-	insertAudit   string
-	putSecret     string
-	takeSecret    string
-	deleteSecret  string
+	// auditHeadUpdate moves the stored head, where the dialect keeps one.
+	auditHeadUpdate string
+	insertAudit     string
+	putSecret       string
+	takeSecret      string
+	deleteSecret    string
 
 	// auditRows[n] inserts n audit rows; built on first use.
 	auditRowsMu sync.Mutex
@@ -82,9 +84,14 @@ func newQueries(d *dialect) *queries {
 			terminal = append(terminal, "'"+string(s)+"'")
 		}
 	}
+	auditHead := `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`
+	if d.auditHead != "" {
+		auditHead = d.auditHead
+	}
 	return &queries{
-		dialect:    d,
-		getRequest: d.sql(`SELECT ` + requestColumns + ` FROM requests WHERE id = ?`),
+		dialect:         d,
+		auditHeadUpdate: d.sql(d.auditHeadUpdate),
+		getRequest:      d.sql(`SELECT ` + requestColumns + ` FROM requests WHERE id = ?`),
 		insertRequest: d.sql(`INSERT INTO requests (` + requestColumns + `)
 			VALUES (` + placeholders(32) + `) ON CONFLICT (id) DO NOTHING`),
 		// Only the columns the state machine changes: SQLite rewrites every
@@ -106,7 +113,7 @@ func newQueries(d *dialect) *queries {
 			ORDER BY next_at, id LIMIT ?` + d.lockDue),
 		releaseClaims: d.sql(`UPDATE requests SET next_at = ?, owner = '', updated_at = ?, version = version + 1
 			WHERE owner = ? AND owner <> '' AND state NOT IN (` + strings.Join(terminal, ", ") + `)`),
-		auditHead: d.sql(`SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`),
+		auditHead: d.sql(auditHead),
 		insertAudit: d.sql(`INSERT INTO audit (` + auditColumns + `)
 			VALUES (` + placeholders(auditColumnCount) + `)`),
 		requestExists: d.sql(`SELECT 1 FROM requests WHERE id = ?`),
@@ -121,6 +128,9 @@ func newQueries(d *dialect) *queries {
 // those the scheduler runs hundreds of times per transaction.
 func (q *queries) prepared() []string {
 	out := []string{q.getRequest, q.insertRequest, q.updateRequest, q.dueRequests, q.auditHead, q.deleteSecret}
+	if q.auditHeadUpdate != "" {
+		out = append(out, q.auditHeadUpdate)
+	}
 	for n := 1; n <= auditInsertChunk; n *= 2 {
 		out = append(out, q.insertAuditRows(n))
 	}

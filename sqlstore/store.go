@@ -90,10 +90,18 @@ func migrate(ctx context.Context, d *dialect, db *sql.DB) error {
 	if err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(d.goose, db, fsys,
+	opts := []goose.ProviderOption{
 		goose.WithDisableGlobalRegistry(true),
 		goose.WithSlog(slog.New(slog.DiscardHandler)),
-	)
+	}
+	lk, err := d.locker()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if lk != nil {
+		opts = append(opts, lk)
+	}
+	p, err := goose.NewProvider(d.goose, db, fsys, opts...)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -141,18 +149,24 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx
 			s.forgetHead()
 		}
 	}()
-	if err := fn(ctx, t); err != nil {
+	err = fn(ctx, t)
+	if err == nil && t.appended && s.d.auditHeadUpdate != "" {
+		if _, uerr := t.db.ExecContext(ctx, s.q.auditHeadUpdate, t.head.seq, t.head.hash); uerr != nil {
+			err = fmt.Errorf("move audit head: %w", uerr)
+		}
+	}
+	if err != nil {
 		done = true
 		s.forgetHead()
 		if rerr := sqlTx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
-			return errors.Join(err, fmt.Errorf("rollback: %w", rerr))
+			return s.conflictOr(errors.Join(err, fmt.Errorf("rollback: %w", rerr)))
 		}
-		return err
+		return s.conflictOr(err)
 	}
 	done = true
 	if err := sqlTx.Commit(); err != nil {
 		s.forgetHead()
-		return fmt.Errorf("commit: %w", err)
+		return s.conflictOr(fmt.Errorf("commit: %w", err))
 	}
 	if t.appended && s.d.singleWriter {
 		s.head, s.headOK = t.head, true
@@ -179,6 +193,25 @@ func (s *Store) ActiveGrant(ctx context.Context, user, resource, role string, no
 	}
 	return lapse.Grant{ID: g.id, User: user, Resource: resource, Role: role, ExpiresAt: g.expires}, nil
 }
+
+// conflictOr returns err, marked as [lapse.ErrConflict] if the database
+// refused the transaction because of a concurrent one.
+func (s *Store) conflictOr(err error) error {
+	if s.d.conflict != nil && !errors.Is(err, lapse.ErrConflict) && s.d.conflict(err) {
+		return &conflictError{err: err}
+	}
+	return err
+}
+
+// conflictError is a database error by which a transaction lost to a
+// concurrent one. It matches [lapse.ErrConflict] and the database error.
+type conflictError struct{ err error }
+
+func (e *conflictError) Error() string {
+	return "changed concurrently, try again: " + e.err.Error()
+}
+
+func (e *conflictError) Unwrap() []error { return []error{lapse.ErrConflict, e.err} }
 
 // forgetHead drops the cached head of the audit log after a failed
 // transaction, so that the next one reads it from the database.

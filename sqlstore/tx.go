@@ -169,11 +169,6 @@ func (t *tx) loadHead(ctx context.Context) error {
 	if t.headLoaded {
 		return nil
 	}
-	if t.d.lockAudit != "" {
-		if _, err := t.db.ExecContext(ctx, t.d.lockAudit); err != nil {
-			return fmt.Errorf("lock audit log: %w", err)
-		}
-	}
 	if t.d.singleWriter && t.s.headOK {
 		t.head, t.headLoaded = t.s.head, true
 		return nil
