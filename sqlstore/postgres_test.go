@@ -2,14 +2,17 @@ package sqlstore_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/lapsetest/pgtest"
+	"github.com/lapse-access/lapse/seal"
 	"github.com/lapse-access/lapse/sqlstore"
 )
 
@@ -182,4 +185,59 @@ func TestPostgresSeveralServers(t *testing.T) {
 	if want := int64(due + 2*increments); v.Count != want {
 		t.Errorf("audit log has %d records, want %d", v.Count, want)
 	}
+}
+
+// TestPostgresKeys has three servers create the same shared key at once:
+// all get the first one stored, sealed in the database; a server with
+// another secret key cannot open it.
+func TestPostgresKeys(t *testing.T) {
+	ctx := t.Context()
+	stores := openServers(t, 3)
+	box := newBox(t)
+	keys := make([][]byte, len(stores))
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Go(func() {
+			ks, err := s.Keys(box)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			keys[i], err = ks.LoadOrCreate(ctx, "token.key", func() ([]byte, error) { return []byte(fmt.Sprintf("key of %d", i)), nil })
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for i := range keys {
+		if string(keys[i]) != string(keys[0]) {
+			t.Errorf("server %d got key %q, server 0 %q", i, keys[i], keys[0])
+		}
+	}
+	ks, _ := stores[0].Keys(box)
+	raw, err := ks.LoadOrCreate(ctx, "token.key", func() ([]byte, error) { return nil, errors.New("must not be called") })
+	if err != nil || string(raw) != string(keys[0]) {
+		t.Errorf("LoadOrCreate of a stored key = %q, %v", raw, err)
+	}
+	other, _ := stores[1].Keys(newBox(t))
+	if _, err := other.LoadOrCreate(ctx, "token.key", func() ([]byte, error) { return nil, nil }); err == nil || strings.Contains(err.Error(), string(keys[0])) {
+		t.Errorf("LoadOrCreate with another secret key: %v, want an error that names no key", err)
+	}
+	if _, err := openSQLite(t).Keys(box); err == nil {
+		t.Error("an embedded store offered keys in the database")
+	}
+}
+
+func newBox(t *testing.T) *seal.Box {
+	t.Helper()
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	b, err := seal.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
