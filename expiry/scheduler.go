@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,12 @@ type Scheduler struct {
 	downMu sync.Mutex
 	down   map[lapse.Connector]string
 
+	// armed is when the Run loop's timer fires, in Unix nanoseconds:
+	// [Scheduler.NotifyAt] wakes the loop for an earlier time only.
+	// math.MaxInt64 while the loop computes it, so that then every
+	// notification wakes it.
+	armed atomic.Int64
+
 	// inFlight counts requests claimed for the workers and not yet
 	// recorded; starved is set when due work waits for room.
 	inFlight atomic.Int64
@@ -79,6 +86,7 @@ type Scheduler struct {
 func (s *Scheduler) init() {
 	s.once.Do(func() {
 		s.wake = make(chan struct{}, 1)
+		s.armed.Store(math.MaxInt64)
 		if s.Logger == nil {
 			s.Logger = slog.Default().With("system", "expiry")
 		}
@@ -130,6 +138,18 @@ func (s *Scheduler) Notify() {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// NotifyAt tells the scheduler that a request became due at t, for
+// example by another server sharing the store. It wakes the scheduler
+// only if t is before the time its timer is armed for; a zero t always
+// wakes it. It never blocks.
+func (s *Scheduler) NotifyAt(t time.Time) {
+	s.init()
+	if !t.IsZero() && t.UnixNano() >= s.armed.Load() {
+		return
+	}
+	s.Notify()
 }
 
 // busyPass is the number of due requests in one pass from which the next
@@ -193,6 +213,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		if timer != nil {
 			timer.Stop()
 		}
+		s.armed.Store(math.MaxInt64)
 		next, ok, err := s.Store.NextDue(ctx)
 		switch {
 		case ctx.Err() != nil:
@@ -213,9 +234,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			if earliest := lastPass.Add(s.Coalesce); seen >= busyPass && next.Before(earliest) {
 				next = earliest
 			}
+			s.armed.Store(next.UnixNano())
 			timer = s.Clock.NewTimer(next.Sub(s.Clock.Now()))
 			fire = timer.C()
 		} else {
+			s.armed.Store(math.MaxInt64 - 1)
 			timer = nil
 		}
 		select {
@@ -694,13 +717,13 @@ func (s *Scheduler) complete(ctx context.Context, results <-chan result) {
 				break more
 			}
 		}
-		// Commit even while shutting down, so finished work is recorded.
-		stored, err := s.commit(context.WithoutCancel(ctx), batch)
+		stored, err := s.commitRetrying(ctx, batch)
 		s.inFlight.Add(-int64(len(batch)))
 		if s.starved.Swap(false) {
 			s.Notify()
 		}
 		if err != nil {
+			// Shutting down: the claims are released at the next start.
 			s.Logger.Error("record connector results", "count", len(batch), "err", err)
 			continue
 		}
@@ -712,6 +735,32 @@ func (s *Scheduler) complete(ctx context.Context, results <-chan result) {
 				break
 			}
 		}
+	}
+}
+
+// commitRetrying commits results, retrying while the store cannot be
+// reached (a database restart), so that work done meanwhile is recorded as
+// soon as it is back rather than redone when the claims' leases end. It
+// gives up when ctx ends, after one last attempt (finished work is
+// recorded even while shutting down), and once the claims' lease has
+// passed, when others may have taken them over.
+func (s *Scheduler) commitRetrying(ctx context.Context, rs []result) ([]lapse.Request, error) {
+	wait := s.BackoffBase / 10
+	giveUp := s.Clock.Now().Add(s.Lease)
+	for {
+		stored, err := s.commit(context.WithoutCancel(ctx), rs)
+		if err == nil || ctx.Err() != nil || errors.Is(err, lapse.ErrInvalid) || !s.Clock.Now().Before(giveUp) {
+			return stored, err
+		}
+		s.Logger.Warn("record connector results; retrying", "count", len(rs), "err", err)
+		t := s.Clock.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C():
+		}
+		wait = min(2*wait, s.BackoffBase)
 	}
 }
 

@@ -71,6 +71,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*Store
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("open store: %w", err), db.Close())
 	}
+	s.pgConfig = cfg
 	return s, nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/lapse-access/lapse"
 	"github.com/pressly/goose/v3"
 )
@@ -32,6 +34,9 @@ type Store struct {
 	// writer.
 	head   auditHead
 	headOK bool
+	// pgConfig is the connection config of a PostgreSQL store, for
+	// connections outside the pool (see [Store.Listener]).
+	pgConfig *pgx.ConnConfig
 	// active answers ActiveGrant from memory for single-writer dialects.
 	active *activeIndex
 

@@ -119,8 +119,12 @@ func serve(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error {
 	if f.listen != "" {
 		cfg.Server.Listen = f.listen
 	}
+	opts, err := storageFromEnv(cfg, os.Getenv)
+	if err != nil {
+		return err
+	}
 
-	app, err := openApp(ctx, cfg, logger)
+	app, err := openApp(ctx, cfg, opts, logger)
 	if err != nil {
 		return err
 	}
@@ -142,6 +146,7 @@ func serve(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error {
 // app is a wired Lapse server.
 type app struct {
 	store     *sqlstore.Store
+	listener  *sqlstore.Listener // nil for the embedded store
 	scheduler *expiry.Scheduler
 	broker    *broker.Broker
 	http      *http.Server
@@ -155,7 +160,7 @@ type app struct {
 	sampler   *monitor.Sampler
 }
 
-func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
+func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logger *slog.Logger) (_ *app, err error) {
 	dir := cfg.Server.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -169,11 +174,21 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 			unlock()
 		}
 	}()
-	tokenKey, err := token.LoadOrCreateKey(filepath.Join(dir, "token.key"))
+	st, err := openStorage(ctx, cfg, opts)
 	if err != nil {
 		return nil, err
 	}
-	sealKey, err := seal.LoadOrCreateKey(filepath.Join(dir, "seal.key"))
+	store, keys := st.store, st.keys
+	defer func() {
+		if err != nil {
+			store.Close()
+		}
+	}()
+	tokenKey, err := token.LoadOrCreateKeyIn(ctx, keys, "token.key")
+	if err != nil {
+		return nil, err
+	}
+	sealKey, err := seal.LoadOrCreateKeyIn(ctx, keys, "seal.key")
 	if err != nil {
 		return nil, err
 	}
@@ -181,15 +196,6 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 	if err != nil {
 		return nil, err
 	}
-	store, err := sqlstore.OpenSQLite(ctx, filepath.Join(dir, "lapse.db"))
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			store.Close()
-		}
-	}()
 	tokens := token.New(tokenKey, cfg.Server.Issuer)
 	conns := map[string]lapse.Connector{}
 	defer func() {
@@ -198,7 +204,7 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		}
 	}()
 	for _, c := range cfg.Connectors {
-		conn, err := openConnector(c, tokens, dir, logger)
+		conn, err := openConnector(ctx, c, tokens, dir, keys, st.listener != nil, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -224,16 +230,22 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 	}
 	clock := lapse.SystemClock{}
 	sched := &expiry.Scheduler{
-		Store: store, Target: target, Clock: clock, Sealer: box, Owner: "local",
+		Store: store, Target: target, Clock: clock, Sealer: box, Owner: st.owner,
 		Logger: logger.With("system", "expiry"),
+	}
+	var exec broker.Executor = sched
+	if st.listener != nil {
+		// Every change of a due time is announced by the database to all
+		// replicas, this one included, with the time.
+		exec = announced{sched}
 	}
 	// Nothing claims work before this: the server is not serving yet.
 	if err := sched.Recover(ctx); err != nil {
 		return nil, err
 	}
 	b := &broker.Broker{
-		Store: store, Catalog: catalog, Decider: dec, Executor: sched, Target: target,
-		Sealer: box, Clock: clock, Owner: "local", PendingTTL: cfg.Server.PendingTTL, PostureMaxAge: cfg.Server.PostureMaxAge,
+		Store: store, Catalog: catalog, Decider: dec, Executor: exec, Target: target,
+		Sealer: box, Clock: clock, Owner: st.owner, PendingTTL: cfg.Server.PendingTTL, PostureMaxAge: cfg.Server.PostureMaxAge,
 		Logger: logger.With("system", "broker"),
 	}
 	users := map[[32]byte]lapse.Principal{}
@@ -296,8 +308,13 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		Broker:       b, Auth: httpapi.NewStaticTokens(users), Tokens: tokenVerifier{tokens},
 		Logger: logger.With("system", "http"), ParseDuration: config.ParseDuration,
 		Ready: func(ctx context.Context) error {
-			_, _, err := store.NextDue(ctx)
-			return err
+			if _, _, err := store.NextDue(ctx); err != nil {
+				return err
+			}
+			if st.listener != nil {
+				return st.listener.Ready()
+			}
+			return nil
 		},
 	}
 	srv := &http.Server{
@@ -313,12 +330,20 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		Interval: cfg.Server.ReconcileInterval}
 	sampler := &monitor.Sampler{Store: store, Target: target, Clock: clock, Logger: logger.With("system", "monitor"),
 		Interval: cfg.Server.ActivityInterval}
-	return &app{store: store, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns,
+	return &app{store: store, listener: st.listener, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns,
 		sweeper: sweeper, sampler: sampler, decider: dec, network: network,
 		policies: &policyWatcher{cfg: cfg, decider: dec, store: store, logger: logger.With("system", "policy"), Interval: 2 * time.Second,
 			reevaluate:      func(ctx context.Context) (int, error) { return b.Reevaluate(ctx, nil) },
 			ReevaluateEvery: cfg.Server.ReevaluateInterval}}, nil
 }
+
+// announced is the scheduler as the broker's executor where the database
+// announces every new due time: the broker's own Notify calls would only
+// repeat those announcements.
+type announced struct{ *expiry.Scheduler }
+
+// Notify does nothing: see [announced].
+func (announced) Notify() {}
 
 // closeConnectors closes the connectors that hold resources.
 func closeConnectors(conns map[string]lapse.Connector) error {
@@ -343,6 +368,13 @@ func (a *app) Serve(ctx context.Context, ln net.Listener) error {
 			cancel()
 		}
 	})
+	if a.listener != nil {
+		wg.Go(func() {
+			_ = a.listener.Run(ctx, a.scheduler.NotifyAt, func(err error) {
+				a.logger.Warn("database notifications interrupted; reconnecting", "err", err)
+			})
+		})
+	}
 	wg.Go(func() { _ = a.sweeper.Run(ctx) })
 	wg.Go(func() { a.policies.run(ctx) })
 	wg.Go(func() { _ = a.sampler.Run(ctx) })
