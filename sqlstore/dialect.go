@@ -33,8 +33,11 @@ type dialect struct {
 	// transaction ends: every append, and every other piece of state that
 	// each append updates, is then written by one transaction at a time.
 	auditHead string
-	// auditHeadUpdate, if set, stores the head (seq, hash) that a
-	// transaction moved, before it commits.
+	// auditHeadUpdate, if set, is the SET clause that moves the stored
+	// head to (seq, hash). Appends are then deferred to the end of the
+	// transaction: the head is locked, the records inserted and the head
+	// moved in one statement, and the transaction commits, so that the
+	// lock that serializes every writer is held for two round trips.
 	auditHeadUpdate string
 	// conflict, if set, reports database errors by which a transaction
 	// lost to a concurrent one (serialization failure, deadlock); they are

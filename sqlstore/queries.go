@@ -42,12 +42,10 @@ type queries struct {
 	releaseClaims string
 	requestExists string
 	auditHead     string
-	// auditHeadUpdate moves the stored head, where the dialect keeps one.
-	auditHeadUpdate string
-	insertAudit     string
-	putSecret       string
-	takeSecret      string
-	deleteSecret    string
+	insertAudit   string
+	putSecret     string
+	takeSecret    string
+	deleteSecret  string
 
 	// auditRows[n] inserts n audit rows; built on first use.
 	auditRowsMu sync.Mutex
@@ -55,25 +53,35 @@ type queries struct {
 	dialect     *dialect
 }
 
-// insertAuditRows returns the statement that inserts n audit rows.
-func (q *queries) insertAuditRows(n int) string {
-	if n == 1 {
+// insertAuditRows returns the statement that inserts n audit rows. With
+// moveHead, the statement also moves the stored head of the log, whose seq
+// and hash are its first two parameters.
+func (q *queries) insertAuditRows(n int, moveHead bool) string {
+	if n == 1 && !moveHead {
 		return q.insertAudit
+	}
+	key := n
+	if moveHead {
+		key = -n
 	}
 	q.auditRowsMu.Lock()
 	defer q.auditRowsMu.Unlock()
-	if s, ok := q.auditRows[n]; ok {
+	if s, ok := q.auditRows[key]; ok {
 		return s
 	}
 	rows := make([]string, n)
 	for i := range rows {
 		rows[i] = "(" + placeholders(auditColumnCount) + ")"
 	}
-	s := q.dialect.sql(`INSERT INTO audit (` + auditColumns + `) VALUES ` + strings.Join(rows, ", "))
+	var with string
+	if moveHead {
+		with = `WITH head AS (` + q.dialect.auditHeadUpdate + `) `
+	}
+	s := q.dialect.sql(with + `INSERT INTO audit (` + auditColumns + `) VALUES ` + strings.Join(rows, ", "))
 	if q.auditRows == nil {
 		q.auditRows = map[int]string{}
 	}
-	q.auditRows[n] = s
+	q.auditRows[key] = s
 	return s
 }
 
@@ -89,9 +97,8 @@ func newQueries(d *dialect) *queries {
 		auditHead = d.auditHead
 	}
 	return &queries{
-		dialect:         d,
-		auditHeadUpdate: d.sql(d.auditHeadUpdate),
-		getRequest:      d.sql(`SELECT ` + requestColumns + ` FROM requests WHERE id = ?`),
+		dialect:    d,
+		getRequest: d.sql(`SELECT ` + requestColumns + ` FROM requests WHERE id = ?`),
 		insertRequest: d.sql(`INSERT INTO requests (` + requestColumns + `)
 			VALUES (` + placeholders(32) + `) ON CONFLICT (id) DO NOTHING`),
 		// Only the columns the state machine changes: SQLite rewrites every
@@ -128,11 +135,11 @@ func newQueries(d *dialect) *queries {
 // those the scheduler runs hundreds of times per transaction.
 func (q *queries) prepared() []string {
 	out := []string{q.getRequest, q.insertRequest, q.updateRequest, q.dueRequests, q.auditHead, q.deleteSecret}
-	if q.auditHeadUpdate != "" {
-		out = append(out, q.auditHeadUpdate)
-	}
 	for n := 1; n <= auditInsertChunk; n *= 2 {
-		out = append(out, q.insertAuditRows(n))
+		out = append(out, q.insertAuditRows(n, false))
+		if q.dialect.auditHeadUpdate != "" {
+			out = append(out, q.insertAuditRows(n, true))
+		}
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,6 +40,10 @@ type Store struct {
 	pgConfig *pgx.ConnConfig
 	// active answers ActiveGrant from memory for single-writer dialects.
 	active *activeIndex
+
+	// appendMu is held by the transaction of this process that writes
+	// deferred audit records, from locking the head until it commits.
+	appendMu sync.Mutex
 
 	// OnCommit, if set, is called after each committed transaction that
 	// appended audit events, with those events as stored. It runs before
@@ -155,10 +160,12 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx
 		}
 	}()
 	err = fn(ctx, t)
-	if err == nil && t.appended && s.d.auditHeadUpdate != "" {
-		if _, uerr := t.db.ExecContext(ctx, s.q.auditHeadUpdate, t.head.seq, t.head.hash); uerr != nil {
-			err = fmt.Errorf("move audit head: %w", uerr)
-		}
+	if err == nil && len(t.pending) > 0 {
+		// One transaction of this process at a time waits for the head of
+		// the log: the others wait here, not in the database's lock queue.
+		s.appendMu.Lock()
+		defer s.appendMu.Unlock()
+		err = t.flushAudit(ctx)
 	}
 	if err != nil {
 		done = true

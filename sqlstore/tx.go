@@ -26,6 +26,9 @@ type tx struct {
 	changes []activeChange
 	// events are the audit events appended, as stored.
 	events []lapse.AuditEvent
+	// pending are audit events appended and not yet written, where the
+	// dialect defers appends to the commit.
+	pending []lapse.AuditEvent
 }
 
 var _ lapse.Tx = (*tx)(nil)
@@ -124,11 +127,42 @@ func (t *tx) DueRequests(ctx context.Context, now time.Time, limit int) ([]lapse
 	return out, nil
 }
 
-// AppendAudit appends evs, assigning Seq, PrevHash and Hash.
+// AppendAudit appends evs, assigning Seq, PrevHash and Hash. Where several
+// servers write, the records are only checked here and written when the
+// transaction commits (see [Store.Tx]).
 func (t *tx) AppendAudit(ctx context.Context, evs ...lapse.AuditEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
+	if t.d.auditHeadUpdate != "" {
+		for i := range evs {
+			if _, err := auditValues(&evs[i]); err != nil {
+				return fmt.Errorf("append audit: %w", err)
+			}
+		}
+		t.pending = append(t.pending, evs...)
+		t.appended = true
+		return nil
+	}
+	return t.writeAudit(ctx, evs, false)
+}
+
+// flushAudit writes the records that AppendAudit deferred: it locks the
+// head of the log, inserts them after it and moves it, in two statements.
+func (t *tx) flushAudit(ctx context.Context) error {
+	if len(t.pending) == 0 {
+		return nil
+	}
+	if err := t.writeAudit(ctx, t.pending, true); err != nil {
+		return err
+	}
+	t.pending = nil
+	return nil
+}
+
+// writeAudit inserts evs after the head, assigning Seq, PrevHash and Hash;
+// with moveHead, the last statement also moves the stored head.
+func (t *tx) writeAudit(ctx context.Context, evs []lapse.AuditEvent, moveHead bool) error {
 	if err := t.loadHead(ctx); err != nil {
 		return fmt.Errorf("append audit: %w", err)
 	}
@@ -138,7 +172,11 @@ func (t *tx) AppendAudit(ctx context.Context, evs ...lapse.AuditEvent) error {
 		for n > len(evs) {
 			n /= 2
 		}
-		args := make([]any, 0, n*auditColumnCount)
+		last := n == len(evs)
+		args := make([]any, 0, 2+n*auditColumnCount)
+		if moveHead && last {
+			args = append(args, nil, nil) // the new head, known below
+		}
 		for i := range evs[:n] {
 			ev := evs[i]
 			ev.Seq = t.head.seq + 1
@@ -154,7 +192,10 @@ func (t *tx) AppendAudit(ctx context.Context, evs ...lapse.AuditEvent) error {
 				t.events = append(t.events, ev)
 			}
 		}
-		if _, err := t.db.ExecContext(ctx, t.q.insertAuditRows(n), args...); err != nil {
+		if moveHead && last {
+			args[0], args[1] = t.head.seq, t.head.hash
+		}
+		if _, err := t.db.ExecContext(ctx, t.q.insertAuditRows(n, moveHead && last), args...); err != nil {
 			return fmt.Errorf("append audit records up to %d: %w", t.head.seq, err)
 		}
 		t.appended = true
@@ -246,4 +287,22 @@ func (t *tx) ReleaseClaims(ctx context.Context, owner string, now time.Time) (in
 		return 0, fmt.Errorf("release claims of %s: %w", owner, err)
 	}
 	return int(n), nil
+}
+
+// ListAudit returns the audit events matching f, including those this
+// transaction appended.
+func (t *tx) ListAudit(ctx context.Context, f lapse.AuditFilter) ([]lapse.AuditEvent, error) {
+	if err := t.flushAudit(ctx); err != nil {
+		return nil, err
+	}
+	return t.reader.ListAudit(ctx, f)
+}
+
+// ScanAudit calls fn for every audit event in sequence order, including
+// those this transaction appended.
+func (t *tx) ScanAudit(ctx context.Context, fn func(lapse.AuditEvent) error) error {
+	if err := t.flushAudit(ctx); err != nil {
+		return err
+	}
+	return t.reader.ScanAudit(ctx, fn)
 }
