@@ -2,7 +2,10 @@ package expiry_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/broker"
+	"github.com/lapse-access/lapse/connector/token"
 	"github.com/lapse-access/lapse/lapsetest/pgtest"
 )
 
@@ -23,7 +27,7 @@ func BenchmarkReplicasSubmit(b *testing.B) {
 		b.Run(fmt.Sprintf("replicas=%d", n), func(b *testing.B) {
 
 			for b.Loop() {
-				c := newCluster(b, pg.AdminDSNFor(pg.CreateDatabase(b)), n)
+				c := newCluster(b, pg.AdminDSNFor(pg.CreateDatabase(b)), n, replicaLease)
 				c.start(b)
 				var done atomic.Int64
 				ctx, cancel := context.WithCancel(context.Background())
@@ -51,5 +55,67 @@ func BenchmarkReplicasSubmit(b *testing.B) {
 				b.ReportMetric(rate, "req/s")
 			}
 		})
+	}
+}
+
+// BenchmarkReplicasRevocationLag stores 100,000 active token grants whose
+// expiries are spread over 60 s, runs three replicas on one PostgreSQL on
+// the real clock, and reports the lag between each expiry and the commit
+// that records the grant as ended (p50, p99, max), and grants missed. Run
+// it once: -benchtime 1x.
+func BenchmarkReplicasRevocationLag(b *testing.B) {
+	const (
+		grants = 100_000
+		spread = 60 * time.Second
+	)
+	pg := pgtest.Start(b)
+	for b.Loop() {
+		c := newCluster(b, pg.AdminDSNFor(pg.CreateDatabase(b)), 3, 2*time.Minute)
+		_, key, _ := ed25519.GenerateKey(rand.Reader)
+		conn := token.New(key, "bench")
+		var mu sync.Mutex
+		lags := make([]time.Duration, 0, grants)
+		for _, r := range c.replicas {
+			r.sched.Target = func(string, string) (lapse.Connector, any, error) { return conn, nil, nil }
+			r.sched.OnEnded = func(req lapse.Request) {
+				lag := time.Since(req.ExpiresAt)
+				mu.Lock()
+				lags = append(lags, lag)
+				mu.Unlock()
+			}
+		}
+		base := time.Now().Add(45 * time.Second)
+		storeActive(b, c.replicas[0].store, grants, func(i int) time.Time { return base.Add(time.Duration(i) * spread / grants) })
+		if time.Now().After(base) {
+			b.Fatal("setup took too long: expiries began before every grant was stored")
+		}
+		c.start(b)
+		deadline := base.Add(spread + 60*time.Second)
+		for time.Now().Before(deadline) {
+			mu.Lock()
+			n := len(lags)
+			mu.Unlock()
+			if n >= grants {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		missed, err := c.settled(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		mu.Lock()
+		slices.Sort(lags)
+		pct := func(p float64) float64 {
+			if len(lags) == 0 {
+				return 0
+			}
+			return float64(lags[min(len(lags)-1, int(p*float64(len(lags))))].Microseconds()) / 1000
+		}
+		b.ReportMetric(pct(0.50), "lag-p50-ms")
+		b.ReportMetric(pct(0.99), "lag-p99-ms")
+		b.ReportMetric(pct(1), "lag-max-ms")
+		b.ReportMetric(float64(missed), "missed")
+		mu.Unlock()
 	}
 }

@@ -102,7 +102,7 @@ const (
 	replicaCall  = time.Second
 )
 
-func newCluster(t testing.TB, dsn string, n int) *cluster {
+func newCluster(t testing.TB, dsn string, n int, lease time.Duration) *cluster {
 	t.Helper()
 	c := &cluster{conn: lapsetest.NewConnector()}
 	c.catalog = &lapse.Catalog{Resources: []lapse.Resource{{Name: "app", Connector: "target", Roles: []lapse.Role{
@@ -126,14 +126,14 @@ func newCluster(t testing.TB, dsn string, n int) *cluster {
 		conn := mortalConnector{Connector: c.conn, dead: &r.dead}
 		target := func(string, string) (lapse.Connector, any, error) { return conn, nil, nil }
 		r.sched = &expiry.Scheduler{Store: store, Target: target, Sealer: box, Owner: r.owner, Logger: quiet,
-			Lease: replicaLease, CallTimeout: replicaCall, BackoffBase: 200 * time.Millisecond, BackoffMax: time.Second,
+			Lease: lease, CallTimeout: replicaCall, Concurrency: 64, BackoffBase: 200 * time.Millisecond, BackoffMax: time.Second,
 			OnEnded: func(req lapse.Request) {
 				v, _ := c.ended.LoadOrStore(req.ID, new(atomic.Int32))
 				v.(*atomic.Int32).Add(1)
 			}}
 		r.broker = &broker.Broker{Store: store, Catalog: c.catalog, Decider: decider, Executor: announced{r.sched},
 			Target: func(string, string) (lapse.Connector, any, error) { return conn, nil, nil }, Sealer: box,
-			Owner: r.owner, Lease: replicaLease, Logger: quiet}
+			Owner: r.owner, Lease: lease, Logger: quiet}
 		c.replicas = append(c.replicas, r)
 	}
 	return c
@@ -194,11 +194,11 @@ func (c *cluster) settled(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func (c *cluster) waitSettled(t *testing.T, within time.Duration) {
+func (c *cluster) waitSettled(t testing.TB, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		n, err := c.settled(t.Context())
+		n, err := c.settled(context.Background())
 		if err == nil && n == 0 {
 			return
 		}
@@ -213,9 +213,9 @@ func (c *cluster) waitSettled(t *testing.T, within time.Duration) {
 // and is gone from the target, the audit log verifies without gaps. It
 // returns how many grants ended and how many were revoked more than once
 // at the target (idempotent duplicates after a takeover).
-func (c *cluster) check(t *testing.T) (ended, duplicates int) {
+func (c *cluster) check(t testing.TB) (ended, duplicates int) {
 	t.Helper()
-	ctx := t.Context()
+	ctx := context.Background()
 	st := c.replicas[0].store
 	endedEvents := map[string]int{}
 	var v lapse.ChainVerifier
@@ -268,7 +268,7 @@ func TestReplicasExpireExactlyOnce(t *testing.T) {
 		grants, pending = 500, 50
 	}
 	pg := pgtest.Start(t)
-	c := newCluster(t, pg.AdminDSNFor(pg.CreateDatabase(t)), 3)
+	c := newCluster(t, pg.AdminDSNFor(pg.CreateDatabase(t)), 3, replicaLease)
 	c.start(t)
 	ctx := t.Context()
 
@@ -419,4 +419,122 @@ func TestReplicasExpireExactlyOnce(t *testing.T) {
 	if conflicts.Load() == 0 {
 		t.Error("no call lost a race: the test did not exercise concurrent changes")
 	}
+}
+
+// storeActive stores n active grants of app/read directly, expiring at
+// expires(i), from 4 goroutines.
+func storeActive(t testing.TB, st lapse.Store, n int, expires func(i int) time.Time) {
+	t.Helper()
+	const chunk = 1000
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 4 {
+		wg.Go(func() {
+			for {
+				from := int(next.Add(chunk)) - chunk
+				if from >= n {
+					return
+				}
+				err := st.Tx(context.Background(), func(ctx context.Context, tx lapse.Tx) error {
+					for i := from; i < min(from+chunk, n); i++ {
+						exp := expires(i)
+						r, err := lapse.NewRequest(lapse.Request{ID: fmt.Sprintf("g%06d", i), User: fmt.Sprintf("user%d", i%1000),
+							Resource: "app", Role: "read", Reason: "load", Duration: time.Hour}, 0, time.Hour, exp.Add(-time.Hour))
+						if err != nil {
+							return err
+						}
+						if r, err = r.Activate("ref-"+r.ID, exp.Add(-time.Hour)); err != nil {
+							return err
+						}
+						if err := tx.CreateRequest(ctx, &r); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// TestReplicasDatabaseRestart stops the database in the middle of an
+// expiry wave on three replicas and starts it again after the wave: no
+// grant is lost and each is revoked once at the target. How soon they end
+// after the database is back is measured by the benchmark of the same
+// name; here it must only come before the claims' leases would end.
+func TestReplicasDatabaseRestart(t *testing.T) {
+	grants := 1000
+	if testing.Short() {
+		grants = 200
+	}
+	after := restartDuringWave(t, grants)
+	t.Logf("last grant ended %s after the database was back", after)
+	if after > 30*time.Second {
+		t.Errorf("last grant ended %s after the database was back: results waited for their leases", after)
+	}
+}
+
+// BenchmarkReplicasDatabaseRestart reports how long after the database is
+// back the last of 1,000 grants that expired while it was down has ended,
+// on three replicas. Run it with -benchtime 1x.
+func BenchmarkReplicasDatabaseRestart(b *testing.B) {
+	for b.Loop() {
+		b.ReportMetric(restartDuringWave(b, 1000).Seconds(), "s-after-back")
+	}
+}
+
+// restartDuringWave stores grants expiring over 5 s on three replicas,
+// stops the database 1 s into the wave and starts it 6 s later. It checks
+// that every grant ended once and returns how long after the database was
+// back the last one ended.
+func restartDuringWave(t testing.TB, grants int) time.Duration {
+	t.Helper()
+	pg := pgtest.Start(t)
+	// Leases outlast the outage: results are recorded when it is over,
+	// not redone by another replica.
+	c := newCluster(t, pg.AdminDSNFor(pg.CreateDatabase(t)), 3, time.Minute)
+	wave := time.Now().Add(4 * time.Second)
+	storeActive(t, c.replicas[0].store, grants, func(i int) time.Time {
+		return wave.Add(time.Duration(i) * 5 * time.Second / time.Duration(grants))
+	})
+	if time.Now().After(wave) {
+		t.Fatal("setup overran the start of the wave")
+	}
+	c.start(t)
+	time.Sleep(time.Until(wave.Add(time.Second)))
+	pg.Stop(t)
+	time.Sleep(time.Until(wave.Add(7 * time.Second)))
+	pg.Start(t)
+	back := time.Now()
+	c.waitSettled(t, 90*time.Second)
+	all, err := c.replicas[1].store.ListRequests(context.Background(), lapse.RequestFilter{Limit: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last time.Time
+	for _, r := range all {
+		if r.State != lapse.StateEnded {
+			t.Errorf("grant %s is %s", r.ID, r.State)
+			continue
+		}
+		if r.EndedAt.After(last) {
+			last = r.EndedAt
+		}
+		if n := c.conn.Revocations(r.ID); n != 1 {
+			t.Errorf("grant %s revoked %d times at the target", r.ID, n)
+		}
+	}
+	if len(all) != grants {
+		t.Errorf("%d grants stored, want %d", len(all), grants)
+	}
+	c.check(t)
+	return last.Sub(back)
 }

@@ -81,6 +81,8 @@ type Scheduler struct {
 	// recorded; starved is set when due work waits for room.
 	inFlight atomic.Int64
 	starved  atomic.Bool
+	// short is set when the last pass left due work for lack of room.
+	short atomic.Bool
 }
 
 func (s *Scheduler) init() {
@@ -287,15 +289,23 @@ func (s *Scheduler) claimDue(ctx context.Context) ([]lapse.Request, int, error) 
 	err := s.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
 		claimed, ended = claimed[:0], ended[:0]
 		now := s.Clock.Now()
-		due, err := tx.DueRequests(ctx, now, s.BatchSize)
-		if err != nil {
-			return err
-		}
-		seen = len(due)
 		// Claim no more than the workers can start before the claims'
 		// leases run out: a claim waiting in the queue past its lease would
 		// be claimed again and worked on twice.
 		room := int64(s.Concurrency) - s.inFlight.Load() - int64(len(claimed))
+		limit := s.BatchSize
+		if s.short.Load() {
+			// The last pass had more work than room: lock only about as
+			// many rows as can be claimed, and leave the rest to other
+			// servers sharing the store (they skip locked rows).
+			limit = int(max(room, busyPass))
+		}
+		due, err := tx.DueRequests(ctx, now, limit)
+		if err != nil {
+			return err
+		}
+		seen = len(due)
+		short := false
 		evs := make([]lapse.AuditEvent, 0, 2*len(due))
 		for _, r := range due {
 			st, err := s.advance(ctx, r, now, room > 0)
@@ -304,6 +314,7 @@ func (s *Scheduler) claimDue(ctx context.Context) ([]lapse.Request, int, error) 
 			}
 			if st.wait {
 				s.starved.Store(true)
+				short = true
 				continue
 			}
 			if err := tx.UpdateRequest(ctx, &st.next); err != nil {
@@ -321,6 +332,7 @@ func (s *Scheduler) claimDue(ctx context.Context) ([]lapse.Request, int, error) 
 				ended = append(ended, st.next)
 			}
 		}
+		s.short.Store(short)
 		return tx.AppendAudit(ctx, evs...)
 	})
 	if err != nil {
