@@ -1,8 +1,11 @@
 // Package sqlstore is the [lapse.Store] on database/sql.
 //
 // [OpenSQLite] opens an embedded SQLite database (pure Go, no cgo): the
-// default for one server. The schema is created and upgraded at open by
-// numbered migrations embedded in the binary, one folder per dialect.
+// default for one server. [OpenPostgres] opens a PostgreSQL database (pgx)
+// that several servers share. The schema is created and upgraded at open
+// by numbered migrations embedded in the binary, one folder per dialect
+// with the same numbers (migrations/postgres/00001_init.sql maps the
+// types).
 //
 // # Storage
 //
@@ -20,4 +23,17 @@
 // last committed state. The head of the audit log is cached between write
 // transactions and dropped whenever one fails, so appending costs one insert
 // per record.
+//
+// With PostgreSQL, several servers write at once and nothing is cached
+// between transactions: the database serializes them. UpdateRequest's
+// version check turns a lost race into [lapse.ErrConflict], as do
+// serialization failures and deadlocks. DueRequests locks the rows it
+// returns and skips rows another transaction holds, so each due request is
+// claimed by one server. Audit records are written when the transaction
+// commits: it locks the one-row audit_head table, inserts the records after
+// it and moves it in one statement, so that the log stays one chain
+// without gaps or forks; state that every append updates is written under
+// the same lock. A trigger announces each new due time on [DueChannel],
+// which [Listener] follows, and [Keys] keeps keys that servers share,
+// sealed.
 package sqlstore
