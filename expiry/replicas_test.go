@@ -71,12 +71,6 @@ func (c mortalConnector) VerifyGone(ctx context.Context, g lapse.Grant) (map[str
 	return c.Connector.VerifyGone(ctx, g)
 }
 
-// announced is the scheduler as the broker's executor on a shared
-// database, whose notifications replace the broker's own.
-type announced struct{ *expiry.Scheduler }
-
-func (announced) Notify() {}
-
 // replica is one server: store, scheduler, broker and listener on the
 // shared database, with the claim owner of its own.
 type replica struct {
@@ -126,12 +120,12 @@ func newCluster(t testing.TB, dsn string, n int, lease time.Duration) *cluster {
 		conn := mortalConnector{Connector: c.conn, dead: &r.dead}
 		target := func(string, string) (lapse.Connector, any, error) { return conn, nil, nil }
 		r.sched = &expiry.Scheduler{Store: store, Target: target, Sealer: box, Owner: r.owner, Logger: quiet,
-			Lease: lease, CallTimeout: replicaCall, Concurrency: 64, BackoffBase: 200 * time.Millisecond, BackoffMax: time.Second,
+			Lease: lease, CallTimeout: replicaCall, Concurrency: 64, Announced: true, BackoffBase: 200 * time.Millisecond, BackoffMax: time.Second,
 			OnEnded: func(req lapse.Request) {
 				v, _ := c.ended.LoadOrStore(req.ID, new(atomic.Int32))
 				v.(*atomic.Int32).Add(1)
 			}}
-		r.broker = &broker.Broker{Store: store, Catalog: c.catalog, Decider: decider, Executor: announced{r.sched},
+		r.broker = &broker.Broker{Store: store, Catalog: c.catalog, Decider: decider, Executor: r.sched,
 			Target: func(string, string) (lapse.Connector, any, error) { return conn, nil, nil }, Sealer: box,
 			Owner: r.owner, Lease: lease, Logger: quiet}
 		c.replicas = append(c.replicas, r)

@@ -37,7 +37,7 @@ type Scheduler struct {
 	// CallTimeout bounds each connector call; default 30 s.
 	CallTimeout time.Duration
 	// BatchSize is how many due requests one transaction claims; default
-	// 2000.
+	// 2000, or 300 with Announced.
 	BatchSize int
 	// Concurrency bounds connector calls in flight; default 16.
 	Concurrency int
@@ -61,6 +61,11 @@ type Scheduler struct {
 	// connectors that implement [lapse.Pinger]; default 500 ms. When it
 	// answers again, the retries waiting for it are made due at once.
 	ProbeInterval time.Duration
+	// Announced says that the store announces every new due time to
+	// NotifyAt, as a database shared by several servers does: the
+	// scheduler then neither wakes itself after recording results nor on
+	// Notify, which would only repeat the announcements.
+	Announced bool
 	// OnEnded, if set, is called after a grant's revocation is confirmed.
 	OnEnded func(r lapse.Request)
 
@@ -106,6 +111,12 @@ func (s *Scheduler) init() {
 		}
 		if s.BatchSize <= 0 {
 			s.BatchSize = 2000
+			if s.Announced {
+				// Several servers share the due work: smaller batches let
+				// each take its own part at once (claims skip the rows
+				// another server's pass holds).
+				s.BatchSize = 300
+			}
 		}
 		if s.Concurrency <= 0 {
 			s.Concurrency = 16
@@ -133,8 +144,17 @@ func (s *Scheduler) init() {
 }
 
 // Notify tells the scheduler that requests changed, so that it looks again
-// for the earliest due time. It never blocks.
+// for the earliest due time. It never blocks. With Announced it does
+// nothing: the store's announcements, through NotifyAt, say the same.
 func (s *Scheduler) Notify() {
+	if s.Announced {
+		return
+	}
+	s.wakeUp()
+}
+
+// wakeUp starts a pass over due work. It never blocks.
+func (s *Scheduler) wakeUp() {
 	s.init()
 	select {
 	case s.wake <- struct{}{}:
@@ -151,7 +171,7 @@ func (s *Scheduler) NotifyAt(t time.Time) {
 	if !t.IsZero() && t.UnixNano() >= s.armed.Load() {
 		return
 	}
-	s.Notify()
+	s.wakeUp()
 }
 
 // busyPass is the number of due requests in one pass from which the next
@@ -666,7 +686,7 @@ func (s *Scheduler) probe(ctx context.Context) {
 				continue
 			}
 			s.Logger.Info("target is back; retrying now", "requests", n)
-			s.Notify()
+			s.wakeUp()
 		}
 	}
 }
@@ -732,7 +752,7 @@ func (s *Scheduler) complete(ctx context.Context, results <-chan result) {
 		stored, err := s.commitRetrying(ctx, batch)
 		s.inFlight.Add(-int64(len(batch)))
 		if s.starved.Swap(false) {
-			s.Notify()
+			s.wakeUp()
 		}
 		if err != nil {
 			// Shutting down: the claims are released at the next start.

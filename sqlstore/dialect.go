@@ -39,6 +39,10 @@ type dialect struct {
 	// moved in one statement, and the transaction commits, so that the
 	// lock that serializes every writer is held for two round trips.
 	auditHeadUpdate string
+	// deleteInUpdate says that a statement may delete in a WITH clause
+	// and update: UpdateRequest then drops an ending grant's sealed
+	// credentials in the statement that updates it.
+	deleteInUpdate bool
 	// conflict, if set, reports database errors by which a transaction
 	// lost to a concurrent one (serialization failure, deadlock); they are
 	// returned as [lapse.ErrConflict].

@@ -38,6 +38,7 @@ var postgresDialect = &dialect{
 	auditHead:       `SELECT seq, hash FROM audit_head WHERE id FOR UPDATE`,
 	auditHeadUpdate: `UPDATE audit_head SET seq = ?, hash = ? WHERE id`,
 	conflict:        pgConflict,
+	deleteInUpdate:  true,
 }
 
 // OpenPostgres connects to the PostgreSQL database at dsn (a postgres://
@@ -55,7 +56,9 @@ func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*Store
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
-	cfg.RuntimeParams["application_name"] = "lapse"
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "lapse-store"
+	}
 	db := stdlib.OpenDB(*cfg)
 	n := opts.MaxConns
 	if n <= 0 {

@@ -69,8 +69,14 @@ func (t *tx) UpdateRequest(ctx context.Context, r *lapse.Request) error {
 	if err != nil {
 		return fmt.Errorf("update request: %w", err)
 	}
+	ending := r.State == lapse.StateRevoking || r.State.Terminal()
+	query := t.q.updateRequest
 	args := append(vals, r.ID, r.Version)
-	res, err := t.db.ExecContext(ctx, t.q.updateRequest, args...)
+	if ending && t.q.updateEnding != "" {
+		query = t.q.updateEnding
+		args = append([]any{r.ID}, args...)
+	}
+	res, err := t.db.ExecContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("update request %s: %w", r.ID, err)
 	}
@@ -88,8 +94,9 @@ func (t *tx) UpdateRequest(ctx context.Context, r *lapse.Request) error {
 	r.Version++
 	t.changes = append(t.changes, changeOf(r))
 	// No credentials wait for a grant that is ending or over: drop any
-	// sealed ones in the same transaction.
-	if r.State == lapse.StateRevoking || r.State.Terminal() {
+	// sealed ones in the same transaction (done above where the update
+	// statement could).
+	if ending && t.q.updateEnding == "" {
 		if err := t.DeleteSecret(ctx, r.ID); err != nil {
 			return fmt.Errorf("update request %s: %w", r.ID, err)
 		}

@@ -232,19 +232,16 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 	sched := &expiry.Scheduler{
 		Store: store, Target: target, Clock: clock, Sealer: box, Owner: st.owner,
 		Logger: logger.With("system", "expiry"),
-	}
-	var exec broker.Executor = sched
-	if st.listener != nil {
-		// Every change of a due time is announced by the database to all
-		// replicas, this one included, with the time.
-		exec = announced{sched}
+		// A shared database announces every new due time to all replicas,
+		// this one included.
+		Announced: st.listener != nil,
 	}
 	// Nothing claims work before this: the server is not serving yet.
 	if err := sched.Recover(ctx); err != nil {
 		return nil, err
 	}
 	b := &broker.Broker{
-		Store: store, Catalog: catalog, Decider: dec, Executor: exec, Target: target,
+		Store: store, Catalog: catalog, Decider: dec, Executor: sched, Target: target,
 		Sealer: box, Clock: clock, Owner: st.owner, PendingTTL: cfg.Server.PendingTTL, PostureMaxAge: cfg.Server.PostureMaxAge,
 		Logger: logger.With("system", "broker"),
 	}
@@ -336,14 +333,6 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 			reevaluate:      func(ctx context.Context) (int, error) { return b.Reevaluate(ctx, nil) },
 			ReevaluateEvery: cfg.Server.ReevaluateInterval}}, nil
 }
-
-// announced is the scheduler as the broker's executor where the database
-// announces every new due time: the broker's own Notify calls would only
-// repeat those announcements.
-type announced struct{ *expiry.Scheduler }
-
-// Notify does nothing: see [announced].
-func (announced) Notify() {}
 
 // closeConnectors closes the connectors that hold resources.
 func closeConnectors(conns map[string]lapse.Connector) error {
