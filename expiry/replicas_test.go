@@ -88,6 +88,9 @@ type cluster struct {
 	replicas []*replica
 	conn     *lapsetest.Connector
 	catalog  *lapse.Catalog
+	decider  lapse.Decider
+	box      lapse.Sealer
+	quiet    *slog.Logger
 	ended    sync.Map // request id → *atomic.Int32: how often OnEnded saw it
 }
 
@@ -109,6 +112,7 @@ func newCluster(t testing.TB, dsn string, n int, lease time.Duration) *cluster {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.DiscardHandler)
+	c.decider, c.box, c.quiet = decider, box, quiet
 	for i := range n {
 		st, err := sqlstore.OpenPostgres(t.Context(), dsn, sqlstore.PostgresOptions{MaxConns: 8})
 		if err != nil {
@@ -142,19 +146,20 @@ func (c *cluster) start(t testing.TB) {
 		if err := r.sched.Recover(ctx); err != nil {
 			t.Fatal(err)
 		}
-		l, err := r.store.Listener()
-		if err != nil {
-			t.Fatal(err)
-		}
 		r.done.Go(func() { _ = r.sched.Run(ctx) })
-		r.done.Go(func() { _ = l.Run(ctx, r.sched.NotifyAt, nil) })
-	}
-	t.Cleanup(func() {
-		for _, r := range c.replicas {
-			r.cancel()
-			r.done.Wait()
+		if l, err := r.store.Listener(); err == nil {
+			r.done.Go(func() { _ = l.Run(ctx, r.sched.NotifyAt, nil) })
 		}
-	})
+	}
+	t.Cleanup(c.stop)
+}
+
+// stop stops every replica's scheduler and listener.
+func (c *cluster) stop() {
+	for _, r := range c.replicas {
+		r.cancel()
+		r.done.Wait()
+	}
 }
 
 // kill stops r abruptly: from now on nothing it does reaches the database
