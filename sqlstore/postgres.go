@@ -48,16 +48,9 @@ var postgresDialect = &dialect{
 // version check of UpdateRequest, and appends to the audit log lock its
 // head. Nothing is cached between transactions.
 func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*Store, error) {
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := stdlibConfig(dsn)
 	if err != nil {
-		// The parse error may quote the DSN, password and all.
-		return nil, lapse.Invalidf("open store: the PostgreSQL connection string does not parse")
-	}
-	if cfg.RuntimeParams == nil {
-		cfg.RuntimeParams = map[string]string{}
-	}
-	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
-		cfg.RuntimeParams["application_name"] = "lapse-store"
+		return nil, err
 	}
 	db := stdlib.OpenDB(*cfg)
 	n := opts.MaxConns
@@ -76,6 +69,22 @@ func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*Store
 	}
 	s.pgConfig = cfg
 	return s, nil
+}
+
+// stdlibConfig parses dsn and names the store's connections.
+func stdlibConfig(dsn string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		// The parse error may quote the DSN, password and all.
+		return nil, lapse.Invalidf("open store: the PostgreSQL connection string does not parse")
+	}
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "lapse-store"
+	}
+	return cfg, nil
 }
 
 // postgresLocker serializes migrations of servers starting at once.
