@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -80,6 +81,13 @@ func storageFromEnv(cfg *config.Config, getenv func(string) string) (storageOpti
 			return o, fmt.Errorf("name this replica: %w; set %s", err, envReplicaID)
 		}
 		o.replica = host + "/" + cfg.Server.Listen
+		if strings.HasSuffix(cfg.Server.Listen, ":0") {
+			// Any port: replicas on this host could share the name, and a
+			// starting one would release the claims of a running one.
+			var b [6]byte
+			_, _ = rand.Read(b[:])
+			o.replica += "/" + hex.EncodeToString(b[:])
+		}
 	}
 	return o, nil
 }

@@ -63,3 +63,20 @@ func TestStorageFromEnv(t *testing.T) {
 		})
 	}
 }
+
+// Replicas listening on any port of one host get names of their own, so
+// that one starting never releases the claims of another.
+func TestReplicaNameOnAnyPort(t *testing.T) {
+	env := map[string]string{envDatabase: "postgres://db/lapse", envSecretKey: strings.Repeat("ab", 32)}
+	name := func() string {
+		cfg := &config.Config{Server: config.Server{Listen: "127.0.0.1:0"}}
+		o, err := storageFromEnv(cfg, func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.replica
+	}
+	if a, b := name(), name(); a == b {
+		t.Errorf("two replicas on 127.0.0.1:0 are both named %q", a)
+	}
+}
