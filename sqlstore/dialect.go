@@ -30,6 +30,12 @@ type dialect struct {
 	// lockAudit, if set, is run in a transaction before it reads the head of
 	// the audit log, so that concurrent writers append one at a time.
 	lockAudit string
+	// lockTree is appended to the query that reads the audit tree's row in
+	// a write transaction, to lock it until the transaction ends
+	// (" FOR UPDATE" on PostgreSQL): every append and checkpoint takes it,
+	// so concurrent writers extend one tree, one at a time. SQLite needs
+	// none.
+	lockTree string
 	// singleWriter reports that all write transactions run one at a time in
 	// this process, so the head of the audit log can be cached between them.
 	singleWriter bool

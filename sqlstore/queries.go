@@ -41,7 +41,7 @@ type queries struct {
 	dueRequests   string
 	releaseClaims string
 	requestExists string
-	auditHead     string
+	updateTree    string
 	insertAudit   string
 	putSecret     string
 	takeSecret    string
@@ -106,7 +106,7 @@ func newQueries(d *dialect) *queries {
 			ORDER BY next_at, id LIMIT ?` + d.lockDue),
 		releaseClaims: d.sql(`UPDATE requests SET next_at = ?, owner = '', updated_at = ?, version = version + 1
 			WHERE owner = ? AND owner <> '' AND state NOT IN (` + strings.Join(terminal, ", ") + `)`),
-		auditHead: d.sql(`SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`),
+		updateTree: d.sql(updateTree),
 		insertAudit: d.sql(`INSERT INTO audit (` + auditColumns + `)
 			VALUES (` + placeholders(auditColumnCount) + `)`),
 		requestExists: d.sql(`SELECT 1 FROM requests WHERE id = ?`),
@@ -120,7 +120,7 @@ func newQueries(d *dialect) *queries {
 // prepared lists the queries that write transactions prepare once and reuse:
 // those the scheduler runs hundreds of times per transaction.
 func (q *queries) prepared() []string {
-	out := []string{q.getRequest, q.insertRequest, q.updateRequest, q.dueRequests, q.auditHead, q.deleteSecret}
+	out := []string{q.getRequest, q.insertRequest, q.updateRequest, q.dueRequests, q.updateTree, q.deleteSecret}
 	for n := 1; n <= auditInsertChunk; n *= 2 {
 		out = append(out, q.insertAuditRows(n))
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/auditlog"
 )
 
 // tx implements [lapse.Tx] on a write transaction.
@@ -16,11 +17,10 @@ type tx struct {
 	s  *Store
 	db *txQuerier
 
-	// head is the last audit record as this transaction sees it, once
-	// headLoaded; appended reports that the transaction moved it.
-	head       auditHead
-	headLoaded bool
-	appended   bool
+	// tree is the audit log's Merkle tree as this transaction sees it,
+	// once loaded; appended reports that the transaction extended it.
+	tree     *auditlog.Tree
+	appended bool
 	// changes are this transaction's effects on the active-grant index,
 	// applied when it commits.
 	changes []activeChange
@@ -129,7 +129,7 @@ func (t *tx) AppendAudit(ctx context.Context, evs ...lapse.AuditEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	if err := t.loadHead(ctx); err != nil {
+	if err := t.loadTree(ctx); err != nil {
 		return fmt.Errorf("append audit: %w", err)
 	}
 	// Many rows per statement: the per-statement cost dominates small rows.
@@ -141,49 +141,28 @@ func (t *tx) AppendAudit(ctx context.Context, evs ...lapse.AuditEvent) error {
 		args := make([]any, 0, n*auditColumnCount)
 		for i := range evs[:n] {
 			ev := evs[i]
-			ev.Seq = t.head.seq + 1
-			ev.PrevHash = t.head.hash
-			ev.Hash = ev.ComputeHash(t.head.hash)
+			prev := t.tree.Head()
+			ev.Seq = t.tree.Size() + 1
+			ev.PrevHash = prev
+			ev.Hash = ev.ComputeHash(prev)
 			vals, err := auditValues(&ev)
 			if err != nil {
 				return fmt.Errorf("append audit: %w", err)
 			}
 			args = append(args, vals...)
-			t.head = auditHead{seq: ev.Seq, hash: ev.Hash}
+			if err := t.tree.Append(ev.Hash); err != nil {
+				return fmt.Errorf("append audit: %w", err)
+			}
 			if t.s.OnCommit != nil {
 				t.events = append(t.events, ev)
 			}
 		}
 		if _, err := t.db.ExecContext(ctx, t.q.insertAuditRows(n), args...); err != nil {
-			return fmt.Errorf("append audit records up to %d: %w", t.head.seq, err)
+			return fmt.Errorf("append audit records up to %d: %w", t.tree.Size(), err)
 		}
 		t.appended = true
 		evs = evs[n:]
 	}
-	return nil
-}
-
-// loadHead reads the head of the audit log once per transaction: from the
-// store's cache where the dialect allows it, else from the database.
-func (t *tx) loadHead(ctx context.Context) error {
-	if t.headLoaded {
-		return nil
-	}
-	if t.d.lockAudit != "" {
-		if _, err := t.db.ExecContext(ctx, t.d.lockAudit); err != nil {
-			return fmt.Errorf("lock audit log: %w", err)
-		}
-	}
-	if t.d.singleWriter && t.s.headOK {
-		t.head, t.headLoaded = t.s.head, true
-		return nil
-	}
-	var h auditHead
-	err := t.db.QueryRowContext(ctx, t.q.auditHead).Scan(&h.seq, &h.hash)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("read audit head: %w", err)
-	}
-	t.head, t.headLoaded = h, true
 	return nil
 }
 
