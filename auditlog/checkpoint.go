@@ -75,9 +75,12 @@ func parseSignerKey(skey string) (*FileKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint key: %w", err)
 	}
-	// PRIVATE+KEY+<name>+<hash>+<base64(alg || seed)>
-	i := strings.LastIndexByte(skey, '+')
-	raw, err := base64.StdEncoding.DecodeString(skey[i+1:])
+	// PRIVATE+KEY+<name>+<hash>+<base64(alg || seed)>; names hold no +.
+	parts := strings.SplitN(strings.TrimPrefix(skey, "PRIVATE+KEY+"), "+", 3)
+	if len(parts) != 3 {
+		return nil, errors.New("checkpoint key: malformed signer key")
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[2])
 	if err != nil || len(raw) != 1+ed25519.SeedSize || raw[0] != 1 {
 		return nil, errors.New("checkpoint key: not an Ed25519 signer key")
 	}
