@@ -199,4 +199,3 @@ func (l *Log) Verify(ctx context.Context) (Result, error) {
 	}
 	return res, nil
 }
-
