@@ -88,7 +88,8 @@ func newAudit(g *globals) *cobra.Command {
 		Long: `Read the audit log, newest last. Non-admins see the records about themselves.
 
 Without --limit every matching record is listed; with --limit one page is,
-and the command to read the next is printed on stderr.`,
+and the command to read the next is printed on stderr (with -o json, the
+page object with its cursor "next").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
@@ -107,6 +108,10 @@ and the command to read the next is printed on stderr.`,
 				page, err := c.Audit(cmd.Context(), o)
 				if err != nil {
 					return err
+				}
+				if g.json() {
+					// The page as the API returns it, with its cursor.
+					return g.printJSON(page)
 				}
 				evs, next = page.Events, page.Next
 			} else if evs, err = c.AuditAll(cmd.Context(), o); err != nil {
