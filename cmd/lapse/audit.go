@@ -141,10 +141,25 @@ page object with its cursor "next").`,
 
 func (g *globals) printAudit(evs []lapse.AuditEvent) error {
 	if g.json() {
-		if evs == nil {
-			evs = []lapse.AuditEvent{}
+		// One record a line, its data as stored: byte-exact, so that its
+		// hash can be recomputed from this output.
+		b := []byte("[")
+		for i, ev := range evs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, "\n  "...)
+			var err error
+			if b, err = auditlog.AppendRecord(b, ev); err != nil {
+				return err
+			}
 		}
-		return g.printJSON(evs)
+		if len(evs) > 0 {
+			b = append(b, '\n')
+		}
+		b = append(b, "]\n"...)
+		_, err := g.stdout.Write(b)
+		return err
 	}
 	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "SEQ\tTIME\tEVENT\tACTOR\tREQUEST\tUSER\tRESOURCE/ROLE\tSTATE\tDETAILS")
