@@ -173,7 +173,7 @@ func (l *Log) Export(ctx context.Context, w io.Writer, since time.Time) error {
 		return fmt.Errorf("export: %w", err)
 	}
 	var buf []byte
-	err = l.Store.ScanAuditFrom(ctx, first-1, func(ev lapse.AuditEvent) error {
+	err = l.scan(ctx, first-1, func(ev lapse.AuditEvent) error {
 		if ev.Seq > cp.Size {
 			return errStop
 		}
@@ -204,7 +204,7 @@ func (l *Log) treeAt(ctx context.Context, size int64) (lapse.AuditTree, error) {
 	if err != nil || size <= 0 {
 		return t.State(), err
 	}
-	err = l.Store.ScanAuditFrom(ctx, 0, func(ev lapse.AuditEvent) error {
+	err = l.scan(ctx, 0, func(ev lapse.AuditEvent) error {
 		if ev.Seq > size {
 			return errStop
 		}

@@ -177,7 +177,7 @@ func (l *Log) Verify(ctx context.Context) (Result, error) {
 	if err := v.CompareTree(before); err != nil {
 		return Result{}, err
 	}
-	if err := l.Store.ScanAuditFrom(ctx, 0, v.Add); err != nil {
+	if err := l.scan(ctx, 0, v.Add); err != nil {
 		res, _ := v.Finish()
 		return res, err
 	}

@@ -50,7 +50,7 @@ func (l *Log) Proofs(ctx context.Context, seqs []int64, size int64) ([]Proof, er
 			need[id] = hash
 		}
 	}
-	err = l.Store.ScanAuditFrom(ctx, 0, func(ev lapse.AuditEvent) error {
+	err = l.scan(ctx, 0, func(ev lapse.AuditEvent) error {
 		if ev.Seq > size {
 			return errStop
 		}

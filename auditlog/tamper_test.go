@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/auditlog"
 	"github.com/lapse-access/lapse/sqlstore"
@@ -29,6 +31,8 @@ type fixture struct {
 }
 
 var t0 = time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
