@@ -78,23 +78,39 @@ func NewAuditEvent(typ, actor string, from State, r Request, data any, now time.
 
 // ComputeHash returns the chain hash of e after prev: SHA-256 over prev and
 // every field but Hash, each length-prefixed. It does not read e.PrevHash.
+//
+// The first field stands where the sequence number was meant to be but
+// has always held the 8-byte big-endian number 8 (the first logs were
+// hashed so, and stored hashes must keep verifying). A record's position
+// is bound by the previous hash it covers and by its leaf index in the
+// Merkle tree, not by this field.
 func (e AuditEvent) ComputeHash(prev string) string {
-	h := sha256.New()
-	var buf [8]byte
-	field := func(b []byte) {
-		binary.BigEndian.PutUint64(buf[:], uint64(len(b)))
-		h.Write(buf[:])
-		h.Write(b)
+	var (
+		stack [512]byte
+		ts    [48]byte
+		seq   [8]byte
+		sum   [2 * sha256.Size]byte
+	)
+	field := func(b []byte, s string) []byte {
+		b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
+		return append(b, s...)
 	}
-	binary.BigEndian.PutUint64(buf[:], uint64(e.Seq))
-	field(buf[:])
-	field([]byte(prev))
-	field([]byte(e.Time.UTC().Format(time.RFC3339Nano)))
-	for _, s := range []string{e.Type, e.Actor, e.RequestID, e.User, e.Resource, e.Role, string(e.From), string(e.To)} {
-		field([]byte(s))
-	}
-	field(e.Data)
-	return hex.EncodeToString(h.Sum(nil))
+	binary.BigEndian.PutUint64(seq[:], uint64(len(seq)))
+	b := field(stack[:0], string(seq[:]))
+	b = field(b, prev)
+	b = field(b, string(e.Time.UTC().AppendFormat(ts[:0], time.RFC3339Nano)))
+	b = field(b, e.Type)
+	b = field(b, e.Actor)
+	b = field(b, e.RequestID)
+	b = field(b, e.User)
+	b = field(b, e.Resource)
+	b = field(b, e.Role)
+	b = field(b, string(e.From))
+	b = field(b, string(e.To))
+	b = field(b, string(e.Data))
+	h := sha256.Sum256(b)
+	hex.Encode(sum[:], h[:])
+	return string(sum[:])
 }
 
 // ChainError reports the first audit record at which the chain breaks.

@@ -3,6 +3,7 @@ package lapse_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/lapse-access/lapse"
 )
@@ -63,5 +64,19 @@ func TestChainDetectsTampering(t *testing.T) {
 				t.Fatalf("got %v, want break at %d", err, tt.wantSeq)
 			}
 		})
+	}
+}
+
+// TestComputeHashIsStable pins the chain hash: stored logs were hashed
+// with it, so it must never change.
+func TestComputeHashIsStable(t *testing.T) {
+	ev := lapse.AuditEvent{Seq: 42, Time: time.Date(2031, 3, 14, 15, 9, 26, 535897932, time.FixedZone("x", 3600)), Type: "request.created",
+		Actor: "alice", RequestID: "r1", User: "alice", Resource: "db", Role: "read", From: "pending", To: "active", Data: []byte(`{"a":"<b>"}`)}
+	if got, want := ev.ComputeHash("e40af811f882a4747f9f8995074259e425d92beefe405bddb58c90599b8abc3c"),
+		"4da4766cfee2872e4c9e77193548ccf8db94d3beebd8660be690335483f67486"; got != want {
+		t.Errorf("hash %s, want %s", got, want)
+	}
+	if got, want := (lapse.AuditEvent{Seq: 1, Type: "x"}).ComputeHash(""), "56861f318aaee3e36714bfdda976688f1374e4d72ae996325c50b1f3a191c04d"; got != want {
+		t.Errorf("hash %s, want %s", got, want)
 	}
 }

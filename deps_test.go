@@ -7,12 +7,12 @@ import (
 )
 
 // TestCoreDependencies keeps the core free of I/O frameworks: the access
-// core, policy, broker, expiry, reconcile and monitor import neither
+// core, policy, broker, expiry, reconcile, monitor and report import neither
 // net/http nor database/sql, nor anything outside this module but the
 // standard library.
 func TestCoreDependencies(t *testing.T) {
 	const module = "github.com/lapse-access/lapse"
-	for _, pkg := range []string{module, module + "/policy", module + "/broker", module + "/expiry", module + "/reconcile", module + "/monitor"} {
+	for _, pkg := range []string{module, module + "/policy", module + "/broker", module + "/expiry", module + "/reconcile", module + "/monitor", module + "/report"} {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list %s: %v\n%s", pkg, err, out)

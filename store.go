@@ -55,6 +55,7 @@ type Reader interface {
 	// GetDevice returns the device with id, or an error matching
 	// [ErrNotFound].
 	GetDevice(ctx context.Context, id string) (Device, error)
+	CheckpointReader
 }
 
 // Tx is one read-write transaction. Its methods must not be used after the
@@ -86,6 +87,7 @@ type Tx interface {
 	ReleaseClaims(ctx context.Context, owner string, now time.Time) (int, error)
 	// PutDevice stores a device's posture, replacing what was known.
 	PutDevice(ctx context.Context, d Device) error
+	CheckpointWriter
 }
 
 // Store persists requests and the audit log.

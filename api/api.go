@@ -185,6 +185,15 @@ type Verify struct {
 	Error   string `json:"error,omitempty"`
 	// BadRecord is the first record at which the chain breaks.
 	BadRecord int64 `json:"bad_record,omitempty"`
+	// Root is the Merkle tree's root hash after the last record.
+	Root []byte `json:"root,omitempty"`
+	// Checkpoints is how many signed checkpoints matched the records;
+	// Signed is the size of the largest, which covers the records up to
+	// it.
+	Checkpoints int   `json:"checkpoints"`
+	Signed      int64 `json:"signed"`
+	// BadCheckpoint is the size of a checkpoint that does not verify.
+	BadCheckpoint int64 `json:"bad_checkpoint,omitempty"`
 }
 
 // Error is the body of every error response.

@@ -75,6 +75,14 @@ type Server struct {
 	// ReevaluateInterval is how often every active grant is asked about
 	// again, besides on every posture and policy change; default 5m.
 	ReevaluateInterval time.Duration
+	// Instance names this Lapse in the audit log's origin,
+	// "lapse/<instance>", which its signed checkpoints carry; default the
+	// host name when the checkpoint key is created, after which the key's
+	// origin stays.
+	Instance string
+	// CheckpointInterval is how often a checkpoint of the audit log is
+	// signed while it grows (and at shutdown); default 1m.
+	CheckpointInterval time.Duration
 }
 
 // User is a local user who authenticates with a bearer token.
@@ -221,6 +229,9 @@ func applyDefaults(c *Config) {
 	}
 	if c.Server.PostureMaxAge == 0 {
 		c.Server.PostureMaxAge = 24 * time.Hour
+	}
+	if c.Server.CheckpointInterval == 0 {
+		c.Server.CheckpointInterval = time.Minute
 	}
 }
 
@@ -370,6 +381,10 @@ func (p *parser) server(n *yaml.Node, s *Server, file string) {
 		},
 		"reevaluate_interval": func(n *yaml.Node) {
 			s.ReevaluateInterval = p.duration(n, "reevaluate_interval")
+		},
+		"instance": func(n *yaml.Node) { s.Instance = p.name(n, "instance") },
+		"checkpoint_interval": func(n *yaml.Node) {
+			s.CheckpointInterval = p.duration(n, "checkpoint_interval")
 		},
 	})
 	if s.Database != "" {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/api"
+	"github.com/lapse-access/lapse/auditlog"
 	"github.com/lapse-access/lapse/broker"
 )
 
@@ -59,6 +60,9 @@ type Server struct {
 	// ClientIP, if set, finds a request's client address (behind trusted
 	// proxies); by default it is the connection's peer.
 	ClientIP func(r *http.Request) string
+	// Audit, if set, serves the audit log's checkpoints, verification,
+	// export, proofs, evidence and reports.
+	Audit *auditlog.Log
 	// Metrics, if set, is served at /metrics.
 	Metrics http.Handler
 	Broker  *broker.Broker
@@ -109,7 +113,7 @@ func (s *Server) Handler() http.Handler {
 	v1("POST /v1/requests/{id}/credentials", s.credentials)
 	v1("POST /v1/check", s.check)
 	v1("GET /v1/audit", s.audit)
-	v1("GET /v1/audit/verify", s.verify)
+	s.auditRoutes(v1)
 	v1("GET /v1/resources", s.resources)
 	v1("GET /v1/whoami", s.whoami)
 	v1("GET /v1/ssh/ca.pub", s.sshCA)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/api"
+	"github.com/lapse-access/lapse/auditlog"
 	"github.com/lapse-access/lapse/broker"
 	"github.com/lapse-access/lapse/client"
 	"github.com/lapse-access/lapse/connector/token"
@@ -33,6 +34,8 @@ type stack struct {
 	url   string
 	store lapse.Store
 	tok   *token.Connector
+	audit *auditlog.Log
+	key   *auditlog.FileKey
 }
 
 var users = map[string][]string{
@@ -68,8 +71,13 @@ func newStack(t testing.TB) *stack {
 		principals[sha256.Sum256([]byte("tok-"+name))] = lapse.Principal{Name: name, Groups: groups, Admin: name == "carol"}
 	}
 	integrations := httpapi.NewStaticTokens(map[[32]byte]lapse.Principal{sha256.Sum256([]byte("tok-mdm")): {Name: "mdm"}})
+	auditKey, err := auditlog.LoadOrCreateFileKey(filepath.Join(dir, "audit.key"), "lapse/test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	audit := &auditlog.Log{Store: st, Keys: auditKey}
 	srv := httptest.NewServer((&httpapi.Server{Broker: b, Auth: httpapi.NewStaticTokens(principals), Integrations: integrations,
-		Tokens: verifier{tok}}).Handler())
+		Tokens: verifier{tok}, Audit: audit}).Handler())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = sched.Run(ctx) }()
@@ -78,7 +86,7 @@ func newStack(t testing.TB) *stack {
 		cancel()
 		<-done
 	})
-	return &stack{url: srv.URL, store: st, tok: tok}
+	return &stack{url: srv.URL, store: st, tok: tok, audit: audit, key: auditKey}
 }
 
 type verifier struct{ c *token.Connector }
@@ -244,7 +252,9 @@ func TestAuthorizationRules(t *testing.T) {
 	if err != nil || len(evs) < 5 {
 		t.Fatalf("audit of %s: %d %v", p.ID, len(evs), err)
 	}
-	v, err := alice.VerifyAudit(ctx)
+	_, err = alice.VerifyAudit(ctx)
+	wantStatus(t, err, 403, "only admins")
+	v, err := carol.VerifyAudit(ctx)
 	if err != nil || !v.OK || v.Records == 0 {
 		t.Fatalf("verify: %+v %v", v, err)
 	}

@@ -23,7 +23,8 @@ import (
 // and nil slices are alike; ListRequests orders by CreatedAt; AuditFilter's
 // Since is inclusive and Until exclusive; UpdateRequest of a missing request
 // and PutSecret for one fail with [lapse.ErrNotFound]; a Tx whose function
-// fails or panics leaves nothing behind, not even a gap in the audit log.
+// fails or panics leaves nothing behind, not even a gap in the audit log;
+// the audit tree always holds exactly the committed records.
 func TestStore(t *testing.T, open func(t *testing.T) lapse.Store) {
 	tests := []struct {
 		name string
@@ -44,6 +45,10 @@ func TestStore(t *testing.T, open func(t *testing.T) lapse.Store) {
 		{"AuditChainAfterRollback", testAuditChainAfterRollback},
 		{"AuditFilters", testAuditFilters},
 		{"AuditPaging", testAuditPaging},
+		{"AuditTree", testAuditTree},
+		{"AuditTreeConcurrent", testAuditTreeConcurrent},
+		{"Checkpoints", testCheckpoints},
+		{"ScanAuditFrom", testScanAuditFrom},
 		{"Secrets", testSecrets},
 		{"Devices", testDevices},
 		{"Concurrent", testConcurrent},

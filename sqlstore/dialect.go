@@ -27,18 +27,20 @@ type dialect struct {
 	// (" FOR UPDATE SKIP LOCKED" on PostgreSQL). SQLite needs none: its one
 	// writer transaction is the lock.
 	lockDue string
-	// auditHead, if set, replaces the query that reads the head of the
-	// audit log (its last seq and hash) in a write transaction. Where
-	// several servers write, it locks a one-row head table until the
-	// transaction ends: every append, and every other piece of state that
-	// each append updates, is then written by one transaction at a time.
-	auditHead string
-	// auditHeadUpdate, if set, is the SET clause that moves the stored
-	// head to (seq, hash). Appends are then deferred to the end of the
-	// transaction: the head is locked, the records inserted and the head
-	// moved in one statement, and the transaction commits, so that the
-	// lock that serializes every writer is held for two round trips.
-	auditHeadUpdate string
+	// lockAudit, if set, is run in a transaction before it reads the head of
+	// the audit log, so that concurrent writers append one at a time.
+	lockAudit string
+	// lockTree is appended to the query that reads the audit tree's row in
+	// a write transaction, to lock it until the transaction ends
+	// (" FOR UPDATE" on PostgreSQL): every append and checkpoint takes it,
+	// so concurrent writers extend one tree, one at a time. SQLite needs
+	// none.
+	lockTree string
+	// deferAudit says that appends are written when the transaction
+	// commits: the tree's row is locked, the records inserted and the tree
+	// stored, and the transaction commits, so that the lock that
+	// serializes every writer of every server is held for the least time.
+	deferAudit bool
 	// deleteInUpdate says that a statement may delete in a WITH clause
 	// and update: UpdateRequest then drops an ending grant's sealed
 	// credentials in the statement that updates it.

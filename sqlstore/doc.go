@@ -30,10 +30,10 @@
 // serialization failures and deadlocks. DueRequests locks the rows it
 // returns and skips rows another transaction holds, so each due request is
 // claimed by one server. Audit records are written when the transaction
-// commits: it locks the one-row audit_head table, inserts the records after
-// it and moves it in one statement, so that the log stays one chain
-// without gaps or forks; state that every append updates is written under
-// the same lock. A trigger announces each new due time on [DueChannel],
+// commits: it locks the audit tree's one row (SELECT ... FOR UPDATE), which
+// holds the head of the log, inserts the records after it and stores the
+// extended tree, so that the log stays one chain and one Merkle tree
+// without gaps or forks. A trigger announces each new due time on [DueChannel],
 // which [Listener] follows, and [Keys] keeps keys that servers share,
 // sealed.
 package sqlstore

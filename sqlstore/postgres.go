@@ -33,12 +33,13 @@ var postgresDialect = &dialect{
 	goose:        goose.DialectPostgres,
 	placeholders: dollarPlaceholders,
 	lockDue:      " FOR UPDATE SKIP LOCKED",
-	// One row holds the head; locking it serializes appends across
-	// servers, and reading it in the same statement costs no extra trip.
-	auditHead:       `SELECT seq, hash FROM audit_head WHERE id FOR UPDATE`,
-	auditHeadUpdate: `UPDATE audit_head SET seq = ?, hash = ? WHERE id`,
-	conflict:        pgConflict,
-	deleteInUpdate:  true,
+	// The audit tree's row holds the head of the log; locking it
+	// serializes appends across servers, and reading it in the same
+	// statement costs no extra trip.
+	lockTree:       " FOR UPDATE",
+	deferAudit:     true,
+	conflict:       pgConflict,
+	deleteInUpdate: true,
 }
 
 // OpenPostgres connects to the PostgreSQL database at dsn (a postgres://

@@ -55,7 +55,7 @@ type queries struct {
 	dueRequests   string
 	releaseClaims string
 	requestExists string
-	auditHead     string
+	updateTree    string
 	insertAudit   string
 	putSecret     string
 	takeSecret    string
@@ -67,35 +67,25 @@ type queries struct {
 	dialect     *dialect
 }
 
-// insertAuditRows returns the statement that inserts n audit rows. With
-// moveHead, the statement also moves the stored head of the log, whose seq
-// and hash are its first two parameters.
-func (q *queries) insertAuditRows(n int, moveHead bool) string {
-	if n == 1 && !moveHead {
+// insertAuditRows returns the statement that inserts n audit rows.
+func (q *queries) insertAuditRows(n int) string {
+	if n == 1 {
 		return q.insertAudit
-	}
-	key := n
-	if moveHead {
-		key = -n
 	}
 	q.auditRowsMu.Lock()
 	defer q.auditRowsMu.Unlock()
-	if s, ok := q.auditRows[key]; ok {
+	if s, ok := q.auditRows[n]; ok {
 		return s
 	}
 	rows := make([]string, n)
 	for i := range rows {
 		rows[i] = "(" + placeholders(auditColumnCount) + ")"
 	}
-	var with string
-	if moveHead {
-		with = `WITH head AS (` + q.dialect.auditHeadUpdate + `) `
-	}
-	s := q.dialect.sql(with + `INSERT INTO audit (` + auditColumns + `) VALUES ` + strings.Join(rows, ", "))
+	s := q.dialect.sql(`INSERT INTO audit (` + auditColumns + `) VALUES ` + strings.Join(rows, ", "))
 	if q.auditRows == nil {
 		q.auditRows = map[int]string{}
 	}
-	q.auditRows[key] = s
+	q.auditRows[n] = s
 	return s
 }
 
@@ -105,10 +95,6 @@ func newQueries(d *dialect) *queries {
 		if s.Terminal() {
 			terminal = append(terminal, "'"+string(s)+"'")
 		}
-	}
-	auditHead := `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`
-	if d.auditHead != "" {
-		auditHead = d.auditHead
 	}
 	return &queries{
 		dialect:    d,
@@ -127,7 +113,7 @@ func newQueries(d *dialect) *queries {
 			ORDER BY next_at, id LIMIT ?` + d.lockDue),
 		releaseClaims: d.sql(`UPDATE requests SET next_at = ?, owner = '', updated_at = ?, version = version + 1
 			WHERE owner = ? AND owner <> '' AND state NOT IN (` + strings.Join(terminal, ", ") + `)`),
-		auditHead: d.sql(auditHead),
+		updateTree: d.sql(updateTree),
 		insertAudit: d.sql(`INSERT INTO audit (` + auditColumns + `)
 			VALUES (` + placeholders(auditColumnCount) + `)`),
 		requestExists: d.sql(`SELECT 1 FROM requests WHERE id = ?`),
@@ -150,15 +136,12 @@ func updateEnding(d *dialect, update string) string {
 // prepared lists the queries that write transactions prepare once and reuse:
 // those the scheduler runs hundreds of times per transaction.
 func (q *queries) prepared() []string {
-	out := []string{q.getRequest, q.insertRequest, q.updateRequest, q.dueRequests, q.auditHead, q.deleteSecret}
+	out := []string{q.getRequest, q.insertRequest, q.updateRequest, q.dueRequests, q.updateTree, q.deleteSecret}
 	if q.updateEnding != "" {
 		out = append(out, q.updateEnding)
 	}
 	for n := 1; n <= auditInsertChunk; n *= 2 {
-		out = append(out, q.insertAuditRows(n, false))
-		if q.dialect.auditHeadUpdate != "" {
-			out = append(out, q.insertAuditRows(n, true))
-		}
+		out = append(out, q.insertAuditRows(n))
 	}
 	return out
 }

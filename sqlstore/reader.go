@@ -216,7 +216,13 @@ func (r *reader) ListAudit(ctx context.Context, f lapse.AuditFilter) ([]lapse.Au
 // the first error, which it returns. It reads a page of events at a time
 // and holds no query open while fn runs.
 func (r *reader) ScanAudit(ctx context.Context, fn func(lapse.AuditEvent) error) error {
-	var after int64
+	return r.ScanAuditFrom(ctx, 0, fn)
+}
+
+// ScanAuditFrom calls fn for every audit event with a Seq above after, in
+// sequence order, stopping at the first error, which it returns. It reads a
+// page of events at a time and holds no query open while fn runs.
+func (r *reader) ScanAuditFrom(ctx context.Context, after int64, fn func(lapse.AuditEvent) error) error {
 	for {
 		page, err := r.ListAudit(ctx, lapse.AuditFilter{AfterSeq: after, Limit: scanPage})
 		if err != nil {

@@ -30,10 +30,10 @@ type Store struct {
 	// writer, for single-writer dialects, holds a token while a write
 	// transaction runs: from before it begins until after head is updated.
 	writer chan struct{}
-	// head is the last audit record as of the last committed transaction,
+	// head is the audit log's tree as of the last committed transaction,
 	// valid when headOK. Only used by single-writer dialects, while holding
 	// writer.
-	head   auditHead
+	head   lapse.AuditTree
 	headOK bool
 	// pgConfig is the connection config of a PostgreSQL store, for
 	// connections outside the pool (see [Store.Listener]).
@@ -54,13 +54,6 @@ type Store struct {
 
 var _ lapse.Store = (*Store)(nil)
 
-// auditHead is the last record of the audit log: its sequence number and
-// hash, or zero values for an empty log.
-type auditHead struct {
-	seq  int64
-	hash string
-}
-
 // open migrates wdb to the dialect's current schema and returns a Store on
 // it. It takes ownership of wdb and rdb only when it succeeds.
 func open(ctx context.Context, d *dialect, wdb, rdb *sql.DB) (*Store, error) {
@@ -75,6 +68,9 @@ func open(ctx context.Context, d *dialect, wdb, rdb *sql.DB) (*Store, error) {
 		rdb:    rdb,
 		pool:   pool,
 		stmts:  make(map[string]*sql.Stmt),
+	}
+	if err := s.initTree(ctx); err != nil {
+		return nil, err
 	}
 	if d.singleWriter {
 		s.writer = make(chan struct{}, 1)
@@ -175,13 +171,20 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx
 		}
 		return s.conflictOr(err)
 	}
+	if t.appended {
+		if err := t.saveTree(ctx); err != nil {
+			done = true
+			s.forgetHead()
+			return s.conflictOr(errors.Join(err, sqlTx.Rollback()))
+		}
+	}
 	done = true
 	if err := sqlTx.Commit(); err != nil {
 		s.forgetHead()
 		return s.conflictOr(fmt.Errorf("commit: %w", err))
 	}
 	if t.appended && s.d.singleWriter {
-		s.head, s.headOK = t.head, true
+		s.head, s.headOK = t.tree.State(), true
 	}
 	if s.active != nil {
 		s.active.apply(t.changes)

@@ -30,7 +30,11 @@ func TestSQLite(t *testing.T) {
 	lapsetest.TestStore(t, func(t *testing.T) lapse.Store { return openSQLite(t) })
 }
 
-func TestMain(m *testing.M) { os.Exit(pgtest.MainNoLeaks(m)) }
+func TestMain(m *testing.M) {
+	code := pgtest.MainNoLeaks(m)
+	removeBigLog()
+	os.Exit(code)
+}
 
 // openPostgres opens a store on a new database of the package's shared
 // PostgreSQL server.

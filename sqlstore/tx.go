@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/auditlog"
 )
 
 // tx implements [lapse.Tx] on a write transaction.
@@ -16,11 +17,10 @@ type tx struct {
 	s  *Store
 	db *txQuerier
 
-	// head is the last audit record as this transaction sees it, once
-	// headLoaded; appended reports that the transaction moved it.
-	head       auditHead
-	headLoaded bool
-	appended   bool
+	// tree is the audit log's Merkle tree as this transaction sees it,
+	// once loaded; appended reports that the transaction extended it.
+	tree     *auditlog.Tree
+	appended bool
 	// changes are this transaction's effects on the active-grant index,
 	// applied when it commits.
 	changes []activeChange
@@ -136,41 +136,40 @@ func (t *tx) DueRequests(ctx context.Context, now time.Time, limit int) ([]lapse
 
 // AppendAudit appends evs, assigning Seq, PrevHash and Hash. Where several
 // servers write, the records are only checked here and written when the
-// transaction commits (see [Store.Tx]).
+// transaction commits (see [Store.Tx]) or reads the log.
 func (t *tx) AppendAudit(ctx context.Context, evs ...lapse.AuditEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	if t.d.auditHeadUpdate != "" {
+	if t.d.deferAudit {
 		for i := range evs {
 			if _, err := auditValues(&evs[i]); err != nil {
 				return fmt.Errorf("append audit: %w", err)
 			}
 		}
 		t.pending = append(t.pending, evs...)
-		t.appended = true
 		return nil
 	}
-	return t.writeAudit(ctx, evs, false)
+	return t.writeAudit(ctx, evs)
 }
 
-// flushAudit writes the records that AppendAudit deferred: it locks the
-// head of the log, inserts them after it and moves it, in two statements.
+// flushAudit writes the records that AppendAudit deferred, after locking
+// the audit tree's row.
 func (t *tx) flushAudit(ctx context.Context) error {
 	if len(t.pending) == 0 {
 		return nil
 	}
-	if err := t.writeAudit(ctx, t.pending, true); err != nil {
+	if err := t.writeAudit(ctx, t.pending); err != nil {
 		return err
 	}
 	t.pending = nil
 	return nil
 }
 
-// writeAudit inserts evs after the head, assigning Seq, PrevHash and Hash;
-// with moveHead, the last statement also moves the stored head.
-func (t *tx) writeAudit(ctx context.Context, evs []lapse.AuditEvent, moveHead bool) error {
-	if err := t.loadHead(ctx); err != nil {
+// writeAudit inserts evs after the head of the log, assigning Seq, PrevHash
+// and Hash, and extends the tree.
+func (t *tx) writeAudit(ctx context.Context, evs []lapse.AuditEvent) error {
+	if err := t.loadTree(ctx); err != nil {
 		return fmt.Errorf("append audit: %w", err)
 	}
 	// Many rows per statement: the per-statement cost dominates small rows.
@@ -179,54 +178,31 @@ func (t *tx) writeAudit(ctx context.Context, evs []lapse.AuditEvent, moveHead bo
 		for n > len(evs) {
 			n /= 2
 		}
-		last := n == len(evs)
-		args := make([]any, 0, 2+n*auditColumnCount)
-		if moveHead && last {
-			args = append(args, nil, nil) // the new head, known below
-		}
+		args := make([]any, 0, n*auditColumnCount)
 		for i := range evs[:n] {
 			ev := evs[i]
-			ev.Seq = t.head.seq + 1
-			ev.PrevHash = t.head.hash
-			ev.Hash = ev.ComputeHash(t.head.hash)
+			prev := t.tree.Head()
+			ev.Seq = t.tree.Size() + 1
+			ev.PrevHash = prev
+			ev.Hash = ev.ComputeHash(prev)
 			vals, err := auditValues(&ev)
 			if err != nil {
 				return fmt.Errorf("append audit: %w", err)
 			}
 			args = append(args, vals...)
-			t.head = auditHead{seq: ev.Seq, hash: ev.Hash}
+			if err := t.tree.Append(ev.Hash); err != nil {
+				return fmt.Errorf("append audit: %w", err)
+			}
 			if t.s.OnCommit != nil {
 				t.events = append(t.events, ev)
 			}
 		}
-		if moveHead && last {
-			args[0], args[1] = t.head.seq, t.head.hash
-		}
-		if _, err := t.db.ExecContext(ctx, t.q.insertAuditRows(n, moveHead && last), args...); err != nil {
-			return fmt.Errorf("append audit records up to %d: %w", t.head.seq, err)
+		if _, err := t.db.ExecContext(ctx, t.q.insertAuditRows(n), args...); err != nil {
+			return fmt.Errorf("append audit records up to %d: %w", t.tree.Size(), err)
 		}
 		t.appended = true
 		evs = evs[n:]
 	}
-	return nil
-}
-
-// loadHead reads the head of the audit log once per transaction: from the
-// store's cache where the dialect allows it, else from the database.
-func (t *tx) loadHead(ctx context.Context) error {
-	if t.headLoaded {
-		return nil
-	}
-	if t.d.singleWriter && t.s.headOK {
-		t.head, t.headLoaded = t.s.head, true
-		return nil
-	}
-	var h auditHead
-	err := t.db.QueryRowContext(ctx, t.q.auditHead).Scan(&h.seq, &h.hash)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("read audit head: %w", err)
-	}
-	t.head, t.headLoaded = h, true
 	return nil
 }
 
@@ -308,8 +284,14 @@ func (t *tx) ListAudit(ctx context.Context, f lapse.AuditFilter) ([]lapse.AuditE
 // ScanAudit calls fn for every audit event in sequence order, including
 // those this transaction appended.
 func (t *tx) ScanAudit(ctx context.Context, fn func(lapse.AuditEvent) error) error {
+	return t.ScanAuditFrom(ctx, 0, fn)
+}
+
+// ScanAuditFrom calls fn for every audit event with a Seq above after,
+// including those this transaction appended.
+func (t *tx) ScanAuditFrom(ctx context.Context, after int64, fn func(lapse.AuditEvent) error) error {
 	if err := t.flushAudit(ctx); err != nil {
 		return err
 	}
-	return t.reader.ScanAudit(ctx, fn)
+	return t.reader.ScanAuditFrom(ctx, after, fn)
 }

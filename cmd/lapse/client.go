@@ -16,7 +16,6 @@ import (
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/api"
 	"github.com/lapse-access/lapse/client"
-	"github.com/lapse-access/lapse/config"
 )
 
 // globals are the flags every client command shares.
@@ -536,90 +535,6 @@ func newCheck(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&in.Resource, "resource", "", "resource")
 	cmd.Flags().StringVar(&in.Role, "role", "", "role")
 	cmd.Flags().StringVar(&in.Token, "access-token", "", "check a Lapse-issued access token instead")
-	return cmd
-}
-
-func newAudit(g *globals) *cobra.Command {
-	var o client.AuditOptions
-	var since string
-	cmd := &cobra.Command{
-		Use:   "audit",
-		Short: "Read the audit log",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			if since != "" {
-				if d, err := config.ParseDuration(since); err == nil {
-					o.Since = g.clock().Add(-d).UTC().Format(time.RFC3339Nano)
-				} else if _, err := time.Parse(time.RFC3339, since); err == nil {
-					o.Since = since
-				} else {
-					return fmt.Errorf("--since: want a duration (30m, 2d) or an RFC 3339 time, got %q", since)
-				}
-			}
-			evs, err := c.AuditAll(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				if evs == nil {
-					evs = []lapse.AuditEvent{}
-				}
-				return g.printJSON(evs)
-			}
-			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "SEQ\tTIME\tEVENT\tACTOR\tREQUEST\tUSER\tRESOURCE/ROLE\tSTATE\tDETAILS")
-			for _, e := range evs {
-				state := string(e.To)
-				if e.From != "" && e.From != e.To {
-					state = string(e.From) + "→" + string(e.To)
-				}
-				res := e.Resource
-				if e.Role != "" {
-					res += "/" + e.Role
-				}
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.UTC().Format("2006-01-02 15:04:05Z"), e.Type, e.Actor, e.RequestID, e.User, res, state, string(e.Data))
-			}
-			return w.Flush()
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&since, "since", "", "only events since this long ago (1h, 7d) or this RFC 3339 time")
-	f.StringVar(&o.User, "user", "", "only events about this user")
-	f.StringVar(&o.Resource, "resource", "", "only events about this resource")
-	f.StringVar(&o.Request, "request", "", "only events about this request")
-	f.StringVar(&o.Type, "type", "", "only events of this type")
-	cmd.AddCommand(&cobra.Command{
-		Use:   "verify",
-		Short: "Verify that the audit log is untampered (exit 1 if not)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			v, err := c.VerifyAudit(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				if err := g.printJSON(v); err != nil {
-					return err
-				}
-			} else if v.OK {
-				fmt.Fprintf(g.stdout, "audit log OK: %d records, head %s\n", v.Records, v.Head)
-			} else {
-				fmt.Fprintf(g.stdout, "audit log BROKEN: %s\n", v.Error)
-			}
-			if !v.OK {
-				return exitError{1}
-			}
-			return nil
-		},
-	})
 	return cmd
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/auditlog"
 	"github.com/lapse-access/lapse/broker"
 	"github.com/lapse-access/lapse/config"
 	"github.com/lapse-access/lapse/connector/token"
@@ -158,6 +159,7 @@ type app struct {
 	policies  *policyWatcher
 	sweeper   *reconcile.Sweeper
 	sampler   *monitor.Sampler
+	audit     *auditlog.Log
 }
 
 func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logger *slog.Logger) (_ *app, err error) {
@@ -184,6 +186,10 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 			store.Close()
 		}
 	}()
+	auditKey, err := openAuditKey(ctx, keys, cfg.Server.Instance)
+	if err != nil {
+		return nil, err
+	}
 	tokenKey, err := token.LoadOrCreateKeyIn(ctx, keys, "token.key")
 	if err != nil {
 		return nil, err
@@ -292,8 +298,11 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 		return "unknown"
 	}, store.CountRequests, logger.With("system", "metrics"))
 	store.OnCommit = mets.Observe
+	audit := &auditlog.Log{Store: store, Keys: auditKey, Clock: clock, Interval: cfg.Server.CheckpointInterval,
+		Logger: logger.With("system", "audit")}
 	api := &httpapi.Server{
 		Metrics: mets.Handler(),
+		Audit:   audit,
 		ClientIP: func(r *http.Request) string {
 			if a := network.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For")); a.IsValid() {
 				return a.String()
@@ -327,7 +336,7 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 		Interval: cfg.Server.ReconcileInterval}
 	sampler := &monitor.Sampler{Store: store, Target: target, Clock: clock, Logger: logger.With("system", "monitor"),
 		Interval: cfg.Server.ActivityInterval}
-	return &app{store: store, listener: st.listener, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns,
+	return &app{store: store, listener: st.listener, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns, audit: audit,
 		sweeper: sweeper, sampler: sampler, decider: dec, network: network,
 		policies: &policyWatcher{cfg: cfg, decider: dec, store: store, logger: logger.With("system", "policy"), Interval: 2 * time.Second,
 			reevaluate:      func(ctx context.Context) (int, error) { return b.Reevaluate(ctx, nil) },
@@ -367,6 +376,8 @@ func (a *app) Serve(ctx context.Context, ln net.Listener) error {
 	wg.Go(func() { _ = a.sweeper.Run(ctx) })
 	wg.Go(func() { a.policies.run(ctx) })
 	wg.Go(func() { _ = a.sampler.Run(ctx) })
+	// Signs checkpoints while serving, and a last one at shutdown.
+	wg.Go(func() { _ = a.audit.Run(ctx) })
 	errc := make(chan error, 1)
 	go func() { errc <- a.http.Serve(ln) }()
 	var err error

@@ -20,9 +20,9 @@
 -- Everything else (ON CONFLICT, RETURNING, NULLS LAST) is written the same
 -- way in both. What PostgreSQL alone needs, because several servers write
 -- to it at once, goes into the file of the same number as the SQLite
--- migration it belongs with (here: the audit head, the due-time
--- notifications and the shared keys), never into a number of its own: the
--- two folders keep one numbering, so porting never reorders versions.
+-- migration it belongs with (here: the due-time notifications and the
+-- shared keys), never into a number of its own: the two folders keep one
+-- numbering, so porting never reorders versions.
 
 -- +goose Up
 CREATE TABLE requests (
@@ -102,18 +102,6 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
     FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
 
--- The head of the audit log: its last sequence number and hash. Every
--- transaction that appends locks this row first (SELECT ... FOR UPDATE) and
--- moves it before it commits, so that appends from several servers form one
--- sequence without gaps or forks. Any other state that each append updates
--- is written under the same lock.
-CREATE TABLE audit_head (
-    id   BOOLEAN NOT NULL PRIMARY KEY DEFAULT TRUE CHECK (id),
-    seq  BIGINT  NOT NULL,
-    hash TEXT    NOT NULL
-);
-INSERT INTO audit_head (id, seq, hash) VALUES (TRUE, 0, '');
-
 -- Every server keeps a timer armed at the earliest due time. A request
 -- that becomes due at a new time tells all of them on the channel
 -- lapse_due, with the time (Unix nanoseconds) as the payload; notifications
@@ -155,6 +143,5 @@ DROP TABLE secrets;
 DROP TABLE shared_keys;
 DROP TABLE requests;
 DROP FUNCTION requests_notify_due();
-DROP TABLE audit_head;
 DROP TABLE audit;
 DROP FUNCTION audit_append_only();
