@@ -46,6 +46,8 @@ func TestStore(t *testing.T, open func(t *testing.T) lapse.Store) {
 		{"AuditPaging", testAuditPaging},
 		{"Secrets", testSecrets},
 		{"Devices", testDevices},
+		{"Alerts", testAlerts},
+		{"SinkCursors", testSinkCursors},
 		{"Concurrent", testConcurrent},
 	}
 	for _, tc := range tests {
