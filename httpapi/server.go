@@ -61,6 +61,8 @@ type Server struct {
 	ClientIP func(r *http.Request) string
 	// Metrics, if set, is served at /metrics.
 	Metrics http.Handler
+	// Monitor, if set, serves activity reports and alerts.
+	Monitor Monitor
 	Broker  *broker.Broker
 	Auth    Authenticator
 	Tokens  TokenVerifier
@@ -115,6 +117,7 @@ func (s *Server) Handler() http.Handler {
 	v1("GET /v1/ssh/ca.pub", s.sshCA)
 	mux.HandleFunc("POST /v1/devices/{id}/posture", s.posture)
 	v1("GET /v1/ssh/krl", s.sshKRL)
+	s.monitorRoutes(mux, v1)
 	mux.HandleFunc("/v1/", s.authed(func(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
 		return lapse.NotFoundf("no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))

@@ -1,0 +1,67 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/api"
+)
+
+// AlertOptions select alerts.
+type AlertOptions struct {
+	// State is open or acknowledged; empty means both.
+	State    string
+	Severity string
+	User     string
+	After    int64
+	Limit    int
+}
+
+// Alerts returns one page of alerts (admins only).
+func (c *Client) Alerts(ctx context.Context, o AlertOptions) (api.AlertPage, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"state": o.State, "severity": o.Severity, "user": o.User} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if o.After > 0 {
+		q.Set("after", fmt.Sprint(o.After))
+	}
+	if o.Limit > 0 {
+		q.Set("limit", fmt.Sprint(o.Limit))
+	}
+	var out api.AlertPage
+	return out, c.Do(ctx, http.MethodGet, "/v1/alerts?"+q.Encode(), nil, &out)
+}
+
+// AlertsAll returns every matching alert, following the cursor.
+func (c *Client) AlertsAll(ctx context.Context, o AlertOptions) ([]lapse.Alert, error) {
+	all := []lapse.Alert{}
+	for {
+		page, err := c.Alerts(ctx, o)
+		if err != nil {
+			return all, err
+		}
+		all = append(all, page.Alerts...)
+		if page.Next == 0 {
+			return all, nil
+		}
+		o.After = page.Next
+	}
+}
+
+// AckAlert acknowledges the open alert with id (admins only).
+func (c *Client) AckAlert(ctx context.Context, id int64) (lapse.Alert, error) {
+	var out lapse.Alert
+	return out, c.Do(ctx, http.MethodPost, fmt.Sprintf("/v1/alerts/%d/ack", id), nil, &out)
+}
+
+// ReportActivity reports activity, with an integration's token.
+func (c *Client) ReportActivity(ctx context.Context, in any) (api.ActivityResult, error) {
+	var out api.ActivityResult
+	return out, c.Do(ctx, http.MethodPost, "/v1/activity", in, &out)
+}
