@@ -24,6 +24,7 @@ import (
 	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/httpapi"
 	"github.com/lapse-access/lapse/lapsetest"
+	"github.com/lapse-access/lapse/monitor"
 	"github.com/lapse-access/lapse/seal"
 )
 
@@ -68,8 +69,10 @@ func newStack(t testing.TB) *stack {
 		principals[sha256.Sum256([]byte("tok-"+name))] = lapse.Principal{Name: name, Groups: groups, Admin: name == "carol"}
 	}
 	integrations := httpapi.NewStaticTokens(map[[32]byte]lapse.Principal{sha256.Sum256([]byte("tok-mdm")): {Name: "mdm"}})
+	watcher := &monitor.Watcher{Store: st, History: &monitor.History{Store: st}}
+	b.Store = watcher.Wrap(st)
 	srv := httptest.NewServer((&httpapi.Server{Broker: b, Auth: httpapi.NewStaticTokens(principals), Integrations: integrations,
-		Tokens: verifier{tok}}).Handler())
+		Tokens: verifier{tok}, Monitor: watcher}).Handler())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = sched.Run(ctx) }()
