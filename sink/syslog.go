@@ -203,7 +203,7 @@ func header(v string, n int) string {
 	return b.String()
 }
 
-// sdEscape escapes a structured data parameter value (RFC 5424, 6.3.3).
-func sdEscape(v string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`).Replace(v)
-}
+// sdEscaper escapes structured data parameter values (RFC 5424, 6.3.3).
+var sdEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`)
+
+func sdEscape(v string) string { return sdEscaper.Replace(v) }
