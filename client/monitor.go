@@ -22,20 +22,9 @@ type AlertOptions struct {
 
 // Alerts returns one page of alerts (admins only).
 func (c *Client) Alerts(ctx context.Context, o AlertOptions) (api.AlertPage, error) {
-	q := url.Values{}
-	for k, v := range map[string]string{"state": o.State, "severity": o.Severity, "user": o.User} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	if o.After > 0 {
-		q.Set("after", fmt.Sprint(o.After))
-	}
-	if o.Limit > 0 {
-		q.Set("limit", fmt.Sprint(o.Limit))
-	}
+	q := listQuery(map[string]string{"state": o.State, "severity": o.Severity, "user": o.User}, o.After, o.Limit)
 	var out api.AlertPage
-	return out, c.Do(ctx, http.MethodGet, "/v1/alerts?"+q.Encode(), nil, &out)
+	return out, c.Do(ctx, http.MethodGet, "/v1/alerts?"+q, nil, &out)
 }
 
 // AlertsAll returns every matching alert, following the cursor.
@@ -64,4 +53,22 @@ func (c *Client) AckAlert(ctx context.Context, id int64) (lapse.Alert, error) {
 func (c *Client) ReportActivity(ctx context.Context, in any) (api.ActivityResult, error) {
 	var out api.ActivityResult
 	return out, c.Do(ctx, http.MethodPost, "/v1/activity", in, &out)
+}
+
+// listQuery encodes a listing's filters (those not empty), cursor and page
+// size as a query string.
+func listQuery(filters map[string]string, after int64, limit int) string {
+	q := url.Values{}
+	for k, v := range filters {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if after > 0 {
+		q.Set("after", fmt.Sprint(after))
+	}
+	if limit > 0 {
+		q.Set("limit", fmt.Sprint(limit))
+	}
+	return q.Encode()
 }

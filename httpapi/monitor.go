@@ -68,29 +68,16 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request, p lapse.Principa
 		return lapse.NotFoundf("activity monitoring is not enabled on this server")
 	}
 	q := r.URL.Query()
-	after, err := intParam(r, "after", 1<<62)
+	after, limit, err := pageParams(r)
 	if err != nil {
 		return err
 	}
-	limit, err := intParam(r, "limit", 10000)
-	if err != nil {
-		return err
-	}
-	if limit == 0 {
-		limit = 1000
-	}
-	f := lapse.AlertFilter{State: q.Get("state"), Severity: q.Get("severity"), User: q.Get("user"), AfterID: after, Limit: int(limit)}
+	f := lapse.AlertFilter{State: q.Get("state"), Severity: q.Get("severity"), User: q.Get("user"), AfterID: after, Limit: limit}
 	as, err := s.Monitor.Alerts(r.Context(), f)
 	if err != nil {
 		return err
 	}
-	page := api.AlertPage{Alerts: as}
-	if page.Alerts == nil {
-		page.Alerts = []lapse.Alert{}
-	}
-	if len(as) == int(limit) {
-		page.Next = as[len(as)-1].ID
-	}
+	page := api.AlertPage{Alerts: nonNil(as), Next: nextCursor(as, limit, func(a lapse.Alert) int64 { return a.ID })}
 	writeJSON(w, http.StatusOK, page)
 	return nil
 }
@@ -115,4 +102,37 @@ func (s *Server) ackAlert(w http.ResponseWriter, r *http.Request, p lapse.Princi
 	}
 	writeJSON(w, http.StatusOK, a)
 	return nil
+}
+
+// pageParams reads the cursor (after=) and page size (limit=, default
+// 1000, at most 10000) of a listing.
+func pageParams(r *http.Request) (after int64, limit int, err error) {
+	if after, err = intParam(r, "after", 1<<62); err != nil {
+		return 0, 0, err
+	}
+	n, err := intParam(r, "limit", 10000)
+	if err != nil {
+		return 0, 0, err
+	}
+	if n == 0 {
+		n = 1000
+	}
+	return after, int(n), nil
+}
+
+// nextCursor is the cursor of the page after items: the key of the last
+// item when the page is full, else 0 (no more).
+func nextCursor[T any](items []T, limit int, key func(T) int64) int64 {
+	if len(items) == 0 || len(items) < limit {
+		return 0
+	}
+	return key(items[len(items)-1])
+}
+
+// nonNil returns s, or an empty slice for nil, so that JSON shows [].
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }

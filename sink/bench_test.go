@@ -18,9 +18,9 @@ import (
 
 // discard is a sink that acknowledges everything at once: the baseline of
 // reading the log and recording the cursor.
-type discard struct{}
+type discard struct{ name string }
 
-func (discard) Name() string                                      { return "discard" }
+func (d discard) Name() string                                    { return d.name }
 func (discard) Deliver(context.Context, []lapse.AuditEvent) error { return nil }
 func (discard) Close() error                                      { return nil }
 
@@ -72,7 +72,7 @@ func BenchmarkExport(b *testing.B) {
 	defer collector.Close()
 	syslogSrv := startSyslog(b, "127.0.0.1:0", nil, &received{countOnly: true}).ln.Addr().String()
 	sinks := map[string]func(name string) sink.Sink{
-		"discard":   func(string) sink.Sink { return discard{} },
+		"discard":   func(n string) sink.Sink { return discard{n} },
 		"http-json": func(n string) sink.Sink { return &sink.HTTP{SinkName: n, URL: collector.URL, Token: "t"} },
 		"http-jsonl": func(n string) sink.Sink {
 			return &sink.HTTP{SinkName: n, URL: collector.URL, Token: "t", Format: sink.FormatJSONLines}

@@ -50,11 +50,11 @@ func (c *seqCollector) got() []int64 {
 	return append([]int64(nil), c.seqs...)
 }
 
-// postActivity reports activity with the integration's token and returns
-// the status and body.
-func postActivity(t *testing.T, s *server, token, body string) (int, string) {
+// postAs posts body to url with a bearer token and returns the status and
+// the answer's body.
+func postAs(t *testing.T, url, token, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, s.url+"/v1/activity", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +66,12 @@ func postActivity(t *testing.T, s *server, token, body string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// postActivity reports activity with an integration's token.
+func postActivity(t *testing.T, s *server, token, body string) (int, string) {
+	t.Helper()
+	return postAs(t, s.url+"/v1/activity", token, body)
 }
 
 func TestEndToEndMonitoring(t *testing.T) {
