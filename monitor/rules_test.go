@@ -439,3 +439,26 @@ func TestRevokeWaitsForActivation(t *testing.T) {
 		t.Fatalf("revocations %v", rv.ids)
 	}
 }
+
+func TestSSHDLogin(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		ok   bool
+		want monitor.ActivityReport
+	}{
+		{`Nov 29 01:02:03 web-3 sshd[4242]: Accepted publickey for deploy from 192.0.2.7 port 50122 ssh2: ED25519-CERT SHA256:AAAA ID lapse:alice:k3x9abcd2345 (serial 42) CA ED25519 SHA256:BBBB`, true,
+			monitor.ActivityReport{User: "alice", RequestID: "k3x9abcd2345", Kind: "login", SourceIP: "192.0.2.7", ID: "sshd 192.0.2.7 port 50122 serial 42",
+				Details: map[string]string{"account": "deploy", "serial": "42", "host": "web-3"}}},
+		{`sshd[1]: Accepted publickey for deploy from ::1 port 1 ssh2: RSA-CERT SHA256:A ID lapse:bob:g1 (serial 7) CA RSA SHA256:B`, true,
+			monitor.ActivityReport{User: "bob", RequestID: "g1", Kind: "login", SourceIP: "::1", ID: "sshd ::1 port 1 serial 7",
+				Details: map[string]string{"account": "deploy", "serial": "7", "host": "web-3"}}},
+		{`sshd[1]: Accepted publickey for deploy from 192.0.2.7 port 1 ssh2: ED25519 SHA256:AAAA`, false, monitor.ActivityReport{}},
+		{`sshd[1]: Accepted publickey for deploy from 192.0.2.7 port 1 ssh2: ED25519-CERT SHA256:A ID someone-else (serial 1) CA ED25519 SHA256:B`, false, monitor.ActivityReport{}},
+		{`sshd[1]: Failed publickey for deploy from 192.0.2.7 port 1 ssh2: ED25519-CERT SHA256:A ID lapse:alice:g1 (serial 1) CA ED25519 SHA256:B`, false, monitor.ActivityReport{}},
+	} {
+		got, ok := monitor.SSHDLogin(tc.line, "web-3")
+		if ok != tc.ok || fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("SSHDLogin(%q) = %+v, %v; want %+v, %v", tc.line, got, ok, tc.want, tc.ok)
+		}
+	}
+}
