@@ -441,6 +441,8 @@ func TestHTTPCollectorOutage(t *testing.T) {
 			h := &sink.HTTP{SinkName: "collector", URL: "http://" + addr + "/ingest", Token: col.token, Format: format}
 			defer h.Close()
 			w := newWorker(h, st)
+			logs := &lockedBuffer{}
+			w.Logger = slog.New(slog.NewTextHandler(logs, nil))
 			var errs atomic.Int64
 			w.OnError = func(name string) {
 				if name == "collector" {
@@ -475,6 +477,11 @@ func TestHTTPCollectorOutage(t *testing.T) {
 			})
 			if n := col.badAuth.Load(); n != 0 {
 				t.Errorf("%d requests without the bearer token", n)
+			}
+			eventually(t, "sink up logged", func() bool { return strings.Contains(logs.String(), "msg=\"sink up\"") })
+			out := logs.String()
+			if strings.Count(out, "msg=\"sink down\"") != 1 || !strings.Contains(out, "503") || strings.Contains(out, col.token) {
+				t.Errorf("logs: want one sink down with the status and no token:\n%s", out)
 			}
 		})
 	}
@@ -521,4 +528,22 @@ func TestResumeAfterRestart(t *testing.T) {
 	if len(got) != 20 {
 		t.Errorf("received %d records, want exactly 20 (nothing sent twice after a clean restart): %v", len(got), got)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
