@@ -99,8 +99,20 @@ audit:
 monitor:
   rules:
     request_burst: {count: 2, window: 1h, severity: high, revoke: true}
+policies: policies
 `, hash("tok-bastion"), hs.URL)
 	if err := os.WriteFile(cfg, append(base, extra...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Without a device, a request's risk is 30; an open alert adds 15.
+	if err := os.MkdirAll(filepath.Join(dir, "policies"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	risky := `@id("risky")
+@reason("risk too high")
+forbid (principal, action == Action::"Request", resource) when { context.risk.score >= 45 };
+`
+	if err := os.WriteFile(filepath.Join(dir, "policies", "risk.cedar"), []byte(risky), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := startServerEnv(t, []string{"COLLECTOR_TOKEN=" + col.token}, "--config", cfg, "--data", filepath.Join(dir, "data"))
@@ -112,6 +124,11 @@ monitor:
 	r := waitState(t, s, second.ID, lapse.StateEnded, 15*time.Second)
 	if r.EndedBy != "lapse-monitor" || r.EndReason != lapse.EndRevoked || !strings.Contains(r.Note, "request_burst") {
 		t.Fatalf("second grant ended by %q (%s): %q", r.EndedBy, r.EndReason, r.Note)
+	}
+
+	// The open alert raises alice's risk score: policy now refuses her.
+	if out, code := s.cli(t, "alice", "request", "app", "--role", "read", "--for", "1h", "--reason", "INC-3"); code == 0 || !strings.Contains(out, "risky") {
+		t.Fatalf("request with an open alert: exit %d %s", code, out)
 	}
 
 	// Activity under alice's first grant is tied to it.
