@@ -27,7 +27,8 @@ const (
 // application/json) or as JSON Lines (application/x-ndjson), with the
 // headers Lapse-First-Seq and Lapse-Last-Seq naming the range, so that a
 // collector can drop a batch it has already stored. A 2xx answer
-// acknowledges the whole batch; anything else, or no answer, is retried.
+// acknowledges the whole batch; 413 makes the worker send smaller batches;
+// anything else, or no answer, is retried.
 type HTTP struct {
 	// SinkName names the sink.
 	SinkName string
@@ -103,6 +104,9 @@ func (h *HTTP) Deliver(ctx context.Context, evs []lapse.AuditEvent) error {
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
+	if resp.StatusCode == http.StatusRequestEntityTooLarge {
+		return fmt.Errorf("collector %s answered %s: %w", h.SinkName, resp.Status, ErrTooLarge)
+	}
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("collector %s answered %s", h.SinkName, resp.Status)
 	}

@@ -547,3 +547,27 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestHTTPBatchTooLarge: a collector that takes at most 3 records per
+// request answers 413 to larger batches; the worker splits them and
+// delivers everything in order.
+func TestHTTPBatchTooLarge(t *testing.T) {
+	st := lapsetest.OpenStore(t)
+	col := &collector{got: &received{}, token: "t"}
+	addr, _ := serveOn(t, "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if first, _ := strconv.Atoi(r.Header.Get("Lapse-First-Seq")); first > 0 {
+			if last, _ := strconv.Atoi(r.Header.Get("Lapse-Last-Seq")); last-first+1 > 3 {
+				http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+				return
+			}
+		}
+		col.ServeHTTP(w, r)
+	}))
+	h := &sink.HTTP{SinkName: "small", URL: "http://" + addr, Token: "t"}
+	defer h.Close()
+	w := newWorker(h, st) // batches of 7
+	appendEvents(t, st, 20)
+	run(t, w)
+	eventually(t, "20 records", func() bool { return col.got.hasAll(20) })
+	checkAtLeastOnceInOrder(t, col.got.snapshot(), 20)
+}

@@ -23,6 +23,10 @@ type Sink interface {
 	Close() error
 }
 
+// ErrTooLarge is the error of a delivery whose batch the receiver refused
+// as too large; the worker then sends smaller batches.
+var ErrTooLarge = errors.New("batch too large for the receiver")
+
 // Store is what a [Worker] needs of the store.
 type Store interface {
 	ListAudit(ctx context.Context, f lapse.AuditFilter) ([]lapse.AuditEvent, error)
@@ -48,6 +52,7 @@ const (
 	logCursor  = "cursor"
 	logRetry   = "retry_in"
 	logDown    = "down_for"
+	logBatch   = "batch"
 )
 
 // Worker exports the audit log to one sink. Set the fields, then call Run
@@ -168,10 +173,16 @@ func (w *Worker) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
-			failures++
 			if w.OnError != nil {
 				w.OnError(name)
 			}
+			if errors.Is(err, ErrTooLarge) && len(pending) > 1 {
+				batch = max(1, len(pending)/2)
+				pending = pending[:batch]
+				log.Warn("sink refused a batch as too large; sending smaller ones", logErr, err, logBatch, batch)
+				continue
+			}
+			failures++
 			d := backoff(failures, minB, maxB)
 			if failures == 1 {
 				downSince = time.Now()
