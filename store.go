@@ -56,6 +56,16 @@ type Reader interface {
 	// [ErrNotFound].
 	GetDevice(ctx context.Context, id string) (Device, error)
 	CheckpointReader
+	// LastAuditSeq returns the sequence number of the last audit event, 0
+	// when the log is empty.
+	LastAuditSeq(ctx context.Context) (int64, error)
+	// ListAlerts returns matching alerts in id order.
+	ListAlerts(ctx context.Context, f AlertFilter) ([]Alert, error)
+	// CountOpenAlerts returns how many alerts about user are open.
+	CountOpenAlerts(ctx context.Context, user string) (int, error)
+	// SinkCursor returns the sequence number of the last audit event
+	// delivered to the named export sink, 0 when none was.
+	SinkCursor(ctx context.Context, sink string) (int64, error)
 }
 
 // Tx is one read-write transaction. Its methods must not be used after the
@@ -88,6 +98,18 @@ type Tx interface {
 	// PutDevice stores a device's posture, replacing what was known.
 	PutDevice(ctx context.Context, d Device) error
 	CheckpointWriter
+	// CreateAlert stores a new open alert and sets a.ID and a.State. An
+	// alert without rule, valid severity or raise time is an error matching
+	// [ErrInvalid].
+	CreateAlert(ctx context.Context, a *Alert) error
+	// AckAlert marks the open alert with id acknowledged by by at at and
+	// returns it. A missing alert is an error matching [ErrNotFound]; one
+	// already acknowledged an error matching [ErrConflict].
+	AckAlert(ctx context.Context, id int64, by string, at time.Time) (Alert, error)
+	// SetSinkCursor records that the named sink has received every audit
+	// event up to seq. Moving a cursor backwards is an error matching
+	// [ErrConflict].
+	SetSinkCursor(ctx context.Context, sink string, seq int64) error
 }
 
 // Store persists requests and the audit log.

@@ -223,20 +223,9 @@ type AuditOptions struct {
 
 // Audit returns one page of audit events.
 func (c *Client) Audit(ctx context.Context, o AuditOptions) (api.AuditPage, error) {
-	q := url.Values{}
-	for k, v := range map[string]string{"since": o.Since, "until": o.Until, "user": o.User, "resource": o.Resource, "request": o.Request, "type": o.Type} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	if o.After > 0 {
-		q.Set("after", fmt.Sprint(o.After))
-	}
-	if o.Limit > 0 {
-		q.Set("limit", fmt.Sprint(o.Limit))
-	}
+	q := listQuery(map[string]string{"since": o.Since, "until": o.Until, "user": o.User, "resource": o.Resource, "request": o.Request, "type": o.Type}, o.After, o.Limit)
 	var out api.AuditPage
-	return out, c.Do(ctx, http.MethodGet, "/v1/audit?"+q.Encode(), nil, &out)
+	return out, c.Do(ctx, http.MethodGet, "/v1/audit?"+q, nil, &out)
 }
 
 // AuditAll returns every matching audit event, following the cursor.

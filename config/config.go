@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/monitor"
 )
 
 // Config is a validated lapse.yaml.
@@ -33,6 +34,10 @@ type Config struct {
 	Policies string
 	// Network says how request addresses become signals.
 	Network Network
+	// Audit says where the audit log is exported.
+	Audit Audit
+	// Monitor configures the anomaly rules.
+	Monitor Monitor
 }
 
 // Network configures network signals.
@@ -181,7 +186,7 @@ func Parse(file string, data []byte, types map[string]ConnectorType) (*Config, e
 		}
 		return nil, &Error{File: file, Problems: []Problem{{Line: line, Message: "not valid YAML: " + strings.TrimPrefix(msg, "yaml: ")}}}
 	}
-	cfg := &Config{}
+	cfg := &Config{Monitor: Monitor{Rules: monitor.DefaultRules()}}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
@@ -194,6 +199,8 @@ func Parse(file string, data []byte, types map[string]ConnectorType) (*Config, e
 		"connectors":   func(n *yaml.Node) { cfg.Connectors = p.connectors(n) },
 		"resources":    func(n *yaml.Node) { cfg.Resources = p.resources(n, cfg.Connectors) },
 		"network":      func(n *yaml.Node) { p.network(n, &cfg.Network, file) },
+		"audit":        func(n *yaml.Node) { p.audit(n, &cfg.Audit, file) },
+		"monitor":      func(n *yaml.Node) { p.monitor(n, &cfg.Monitor) },
 		"policies": func(n *yaml.Node) {
 			cfg.Policies = p.str(n)
 			if cfg.Policies != "" && !filepath.IsAbs(cfg.Policies) && file != "" {

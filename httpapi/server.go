@@ -65,6 +65,8 @@ type Server struct {
 	Audit *auditlog.Log
 	// Metrics, if set, is served at /metrics.
 	Metrics http.Handler
+	// Monitor, if set, serves activity reports and alerts.
+	Monitor Monitor
 	Broker  *broker.Broker
 	Auth    Authenticator
 	Tokens  TokenVerifier
@@ -119,6 +121,7 @@ func (s *Server) Handler() http.Handler {
 	v1("GET /v1/ssh/ca.pub", s.sshCA)
 	mux.HandleFunc("POST /v1/devices/{id}/posture", s.posture)
 	v1("GET /v1/ssh/krl", s.sshKRL)
+	s.monitorRoutes(mux, v1)
 	mux.HandleFunc("/v1/", s.authed(func(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
 		return lapse.NotFoundf("no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
@@ -529,29 +532,16 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, p lapse.Principal
 			*dst = t
 		}
 	}
-	after, err := intParam(r, "after", 1<<62)
+	after, limit, err := pageParams(r)
 	if err != nil {
 		return err
 	}
-	limit, err := intParam(r, "limit", 10000)
-	if err != nil {
-		return err
-	}
-	if limit == 0 {
-		limit = 1000
-	}
-	f.AfterSeq, f.Limit = after, int(limit)
+	f.AfterSeq, f.Limit = after, limit
 	evs, err := s.Broker.Audit(r.Context(), p, f)
 	if err != nil {
 		return err
 	}
-	page := api.AuditPage{Events: evs}
-	if page.Events == nil {
-		page.Events = []lapse.AuditEvent{}
-	}
-	if len(evs) == int(limit) {
-		page.Next = evs[len(evs)-1].Seq
-	}
+	page := api.AuditPage{Events: nonNil(evs), Next: nextCursor(evs, limit, func(e lapse.AuditEvent) int64 { return e.Seq })}
 	writeJSON(w, http.StatusOK, page)
 	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/httpapi"
 	"github.com/lapse-access/lapse/lapsetest"
+	"github.com/lapse-access/lapse/monitor"
 	"github.com/lapse-access/lapse/seal"
 )
 
@@ -76,8 +77,10 @@ func newStack(t testing.TB) *stack {
 		t.Fatal(err)
 	}
 	audit := &auditlog.Log{Store: st, Keys: auditKey}
+	watcher := &monitor.Watcher{Store: st, History: &monitor.History{Store: st}}
+	b.Store = watcher.Wrap(st)
 	srv := httptest.NewServer((&httpapi.Server{Broker: b, Auth: httpapi.NewStaticTokens(principals), Integrations: integrations,
-		Tokens: verifier{tok}, Audit: audit}).Handler())
+		Tokens: verifier{tok}, Audit: audit, Monitor: watcher}).Handler())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = sched.Run(ctx) }()

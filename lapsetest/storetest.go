@@ -51,6 +51,8 @@ func TestStore(t *testing.T, open func(t *testing.T) lapse.Store) {
 		{"ScanAuditFrom", testScanAuditFrom},
 		{"Secrets", testSecrets},
 		{"Devices", testDevices},
+		{"Alerts", testAlerts},
+		{"SinkCursors", testSinkCursors},
 		{"Concurrent", testConcurrent},
 	}
 	for _, tc := range tests {

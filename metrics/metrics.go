@@ -24,6 +24,7 @@ type Metrics struct {
 	outcomes  *prometheus.CounterVec
 	lag       prometheus.Histogram
 	connector *prometheus.CounterVec
+	export    *prometheus.CounterVec
 	// Connector names the connector of a resource, for error labels.
 	connectorOf func(resource string) string
 }
@@ -47,9 +48,10 @@ func New(connectorOf func(resource string) string, count func(ctx context.Contex
 		connector: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lapse_connector_errors_total", Help: "Failed connector calls, by connector and step.",
 		}, []string{"connector", "step"}),
+		export:      newExportErrors(),
 		connectorOf: connectorOf,
 	}
-	m.reg.MustRegister(m.events, m.outcomes, m.lag, m.connector,
+	m.reg.MustRegister(m.events, m.outcomes, m.lag, m.connector, m.export,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, st := range []lapse.State{lapse.StateActive, lapse.StatePending, lapse.StateRevoking} {
 		st := st

@@ -47,3 +47,23 @@ func TestObserve(t *testing.T) {
 		}
 	}
 }
+
+func TestExportSink(t *testing.T) {
+	m := metrics.New(func(string) string { return "" }, func(context.Context, lapse.State) (int, error) { return 0, nil }, slog.New(slog.DiscardHandler))
+	if err := m.AddExportSink("siem", func() int64 { return 42 }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddExportSink("siem", func() int64 { return 0 }); err == nil {
+		t.Error("the same sink was added twice")
+	}
+	m.ExportError("siem")
+	m.ExportError("siem")
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{`lapse_audit_export_backlog{sink="siem"} 42`, `lapse_audit_export_errors_total{sink="siem"} 2`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}

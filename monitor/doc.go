@@ -22,4 +22,18 @@
 // Sampling is a snapshot: activity that starts and ends between two
 // samples is not seen. One sampler should run per store; two would record
 // the same activity twice.
+//
+// Other systems report activity through [Watcher.Ingest] (the HTTP API's
+// POST /v1/activity); [SSHDLogin] turns sshd's log of a login with a Lapse
+// certificate into such a report. Each report is tied to the grant whose
+// window held its time, or recorded as [lapse.EvActivityOutside].
+//
+// A [Watcher] runs the anomaly rules ([Rules], [RuleNames]) on every audit
+// event written through the store that [Watcher.Wrap] returns, inside the
+// transaction that writes it: an alert is stored and recorded as
+// [lapse.EvAlertRaised] together with what raised it, or not at all. The
+// rules about users' habits read them from a [History], which the risk
+// score shares. [Watcher.Run] revokes, after the commit, the grants of
+// alerts whose rule is set to revoke, and takes them from the open alerts
+// again after a restart.
 package monitor

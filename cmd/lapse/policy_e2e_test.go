@@ -187,15 +187,7 @@ integrations:
 	s := startServer(t, "--config", cfg, "--data", filepath.Join(dir, "data"))
 	post := func(managed bool) (int, string) {
 		body := fmt.Sprintf(`{"owner":"alice","managed":%v,"disk_encrypted":true,"os_up_to_date":true}`, managed)
-		req, _ := http.NewRequest(http.MethodPost, s.url+"/v1/devices/laptop-1/posture", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer tok-mdm")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return postAs(t, s.url+"/v1/devices/laptop-1/posture", "tok-mdm", body)
 	}
 	// Users may not report posture; integrations may not do anything else.
 	req, _ := http.NewRequest(http.MethodPost, s.url+"/v1/devices/laptop-1/posture", strings.NewReader(`{"managed":true,"disk_encrypted":true,"os_up_to_date":true}`))

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,6 +33,7 @@ import (
 	"github.com/lapse-access/lapse/reconcile"
 	"github.com/lapse-access/lapse/seal"
 	"github.com/lapse-access/lapse/signals"
+	"github.com/lapse-access/lapse/sink"
 	"github.com/lapse-access/lapse/sqlstore"
 )
 
@@ -160,6 +162,8 @@ type app struct {
 	sweeper   *reconcile.Sweeper
 	sampler   *monitor.Sampler
 	audit     *auditlog.Log
+	watcher   *monitor.Watcher
+	sinks     []*sink.Worker
 }
 
 func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logger *slog.Logger) (_ *app, err error) {
@@ -282,13 +286,27 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 		}
 	}
 	b.Network = network.Lookup
-	hist := &history{store: store, network: network, logger: logger}
+	hist := &monitor.History{Store: store, Country: func(a netip.Addr) string { return network.Lookup(a).Country },
+		Logger: logger.With("system", "monitor")}
 	b.Risk = func(ctx context.Context, user string, s lapse.Signals, now time.Time) lapse.RiskSignals {
-		h := hist.of(ctx, user, now)
+		h := hist.Of(ctx, user, now)
+		open, err := store.CountOpenAlerts(ctx, user)
+		if err != nil {
+			logger.Warn("count open alerts", "user", user, "err", err)
+		}
 		return signals.Risk(signals.RiskInput{Device: s.Device, Network: s.Network, Hour: now.UTC().Hour(),
-			KnownCountries: h.countries, UsualHours: h.hours, RecentDenials: h.refused,
+			KnownCountries: h.Countries, UsualHours: h.Hours, RecentDenials: h.Refused, OpenAlerts: open,
 			MaxPostureAge: cfg.Server.PostureMaxAge, Now: now})
 	}
+	watcher := &monitor.Watcher{Store: store, Rules: cfg.Monitor.Rules, History: hist, Clock: clock,
+		Logger: logger.With("system", "monitor"),
+		Revoke: func(ctx context.Context, id, reason string) error {
+			_, err := b.Revoke(ctx, lapse.Principal{Name: monitor.MonitorActor, Admin: true}, id, reason)
+			return err
+		}}
+	// Every change made through the broker passes the anomaly rules in its
+	// own transaction.
+	b.Store = watcher.Wrap(store)
 	mets := metrics.New(func(resource string) string {
 		for _, r := range catalog.Resources {
 			if r.Name == resource {
@@ -297,11 +315,22 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 		}
 		return "unknown"
 	}, store.CountRequests, logger.With("system", "metrics"))
-	store.OnCommit = mets.Observe
 	audit := &auditlog.Log{Store: store, Keys: auditKey, Clock: clock, Interval: cfg.Server.CheckpointInterval,
 		Logger: logger.With("system", "audit")}
+	sinks, err := openSinks(cfg.Audit.Sinks, store, mets, logger)
+	if err != nil {
+		return nil, err
+	}
+	store.OnCommit = func(evs []lapse.AuditEvent) {
+		mets.Observe(evs)
+		watcher.Observe(evs)
+		for _, w := range sinks {
+			w.Notify(evs)
+		}
+	}
 	api := &httpapi.Server{
 		Metrics: mets.Handler(),
+		Monitor: watcher,
 		Audit:   audit,
 		ClientIP: func(r *http.Request) string {
 			if a := network.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For")); a.IsValid() {
@@ -334,10 +363,10 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 	}
 	sweeper := &reconcile.Sweeper{Store: store, Connectors: conns, Clock: clock, Logger: logger.With("system", "reconcile"),
 		Interval: cfg.Server.ReconcileInterval}
-	sampler := &monitor.Sampler{Store: store, Target: target, Clock: clock, Logger: logger.With("system", "monitor"),
+	sampler := &monitor.Sampler{Store: watcher.Wrap(store), Target: target, Clock: clock, Logger: logger.With("system", "monitor"),
 		Interval: cfg.Server.ActivityInterval}
 	return &app{store: store, listener: st.listener, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns, audit: audit,
-		sweeper: sweeper, sampler: sampler, decider: dec, network: network,
+		sweeper: sweeper, sampler: sampler, decider: dec, network: network, watcher: watcher, sinks: sinks,
 		policies: &policyWatcher{cfg: cfg, decider: dec, store: store, logger: logger.With("system", "policy"), Interval: 2 * time.Second,
 			reevaluate:      func(ctx context.Context) (int, error) { return b.Reevaluate(ctx, nil) },
 			ReevaluateEvery: cfg.Server.ReevaluateInterval}}, nil
@@ -378,6 +407,18 @@ func (a *app) Serve(ctx context.Context, ln net.Listener) error {
 	wg.Go(func() { _ = a.sampler.Run(ctx) })
 	// Signs checkpoints while serving, and a last one at shutdown.
 	wg.Go(func() { _ = a.audit.Run(ctx) })
+	wg.Go(func() {
+		if err := a.watcher.Run(ctx); err != nil {
+			a.logger.Error("monitor stopped", "err", err)
+		}
+	})
+	for _, w := range a.sinks {
+		wg.Go(func() {
+			if err := w.Run(ctx); err != nil {
+				a.logger.Error("audit export stopped", "sink", w.Sink.Name(), "err", err)
+			}
+		})
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- a.http.Serve(ln) }()
 	var err error
@@ -401,7 +442,7 @@ func (a *app) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close releases the store and the data dir.
 func (a *app) Close() error {
-	err := errors.Join(closeConnectors(a.conns), a.store.Close())
+	err := errors.Join(closeConnectors(a.conns), closeSinks(a.sinks), a.store.Close())
 	if a.network.GeoIP != nil {
 		err = errors.Join(err, a.network.GeoIP.Close())
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -64,7 +66,9 @@ func TestSSHCertificateGrant(t *testing.T) {
         max_duration: 1h
         approvals: 0
         requesters: [engineering]
-`
+integrations:
+  - name: bastion
+    token_sha256: ` + hash("tok-bastion") + "\n"
 	cfgPath := filepath.Join(dir, "lapse-ssh.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -135,6 +139,22 @@ func TestSSHCertificateGrant(t *testing.T) {
 	defer cancel()
 	if got, err := sshd.Run(ctx, certSigner, "echo ok"); err != nil || strings.TrimSpace(got) != "ok" {
 		t.Fatalf("login inside the window: %q %v\n%s", got, err, sshd.LogTail(20))
+	}
+
+	// sshd's log of the login, fed to `lapse activity sshd`, becomes
+	// activity under the grant.
+	feed := exec.Command(lapseBinary(t), "activity", "sshd", "--host", "web-1")
+	feed.Env = append(os.Environ(), "LAPSE_SERVER="+s.url, "LAPSE_TOKEN=tok-bastion")
+	feed.Stdin = strings.NewReader(sshd.LogTail(200))
+	if out, err := feed.CombinedOutput(); err != nil || !strings.Contains(string(out), "login of alice from 127.0.0.1 under "+r.ID) {
+		t.Fatalf("lapse activity sshd: %v\n%s\nsshd log:\n%s", err, out, sshd.LogTail(20))
+	}
+	var logins []lapse.AuditEvent
+	s.cliJSON(t, "alice", &logins, "audit", "--request", r.ID, "--type", lapse.EvActivity)
+	var login lapse.Activity
+	if len(logins) != 1 || logins[0].Actor != "bastion" || json.Unmarshal(logins[0].Data, &login) != nil ||
+		login.Kind != "login" || login.Details["host"] != "web-1" || login.Details["client_addr"] != "127.0.0.1" {
+		t.Fatalf("login records: %+v", logins)
 	}
 
 	// A certificate bound to the request's address names it.
