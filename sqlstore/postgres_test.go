@@ -241,3 +241,49 @@ func newBox(t *testing.T) *seal.Box {
 	}
 	return b
 }
+
+// TestPostgresReadOwnAppendsConcurrently mixes transactions that read the
+// log between appends (and so hold the tree's row before they commit)
+// with plain appends on one store: none waits for another forever, and
+// the log stays one chain.
+func TestPostgresReadOwnAppendsConcurrently(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	s := openServers(t, 1)[0]
+	now := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	ev := func(typ string) lapse.AuditEvent {
+		return lapse.NewAuditEvent(typ, "alice", "", lapse.Request{ID: "r", User: "alice"}, nil, now)
+	}
+	const workers, txs = 6, 30
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for range txs {
+				err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+					if err := tx.AppendAudit(ctx, ev("first")); err != nil {
+						return err
+					}
+					if w%2 == 0 {
+						if _, err := tx.AuditTree(ctx); err != nil {
+							return err
+						}
+						return tx.AppendAudit(ctx, ev("after-read"))
+					}
+					return nil
+				})
+				if err != nil {
+					t.Errorf("worker %d: %v", w, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var v lapse.ChainVerifier
+	if err := s.ScanAudit(ctx, v.Add); err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(workers*txs + workers/2*txs); v.Count != want {
+		t.Errorf("%d records, want %d", v.Count, want)
+	}
+}

@@ -159,8 +159,12 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx
 	if err == nil && len(t.pending) > 0 {
 		// One transaction of this process at a time waits for the head of
 		// the log: the others wait here, not in the database's lock queue.
-		s.appendMu.Lock()
-		defer s.appendMu.Unlock()
+		// One that holds the tree's row already (it read the log) must not
+		// wait here for one that waits for that row.
+		if t.tree == nil {
+			s.appendMu.Lock()
+			defer s.appendMu.Unlock()
+		}
 		err = t.flushAudit(ctx)
 	}
 	if err != nil {
