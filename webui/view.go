@@ -102,7 +102,9 @@ func eventOf(e lapse.AuditEvent) event {
 // pageTemplate is the layout with one page's content.
 type pageTemplate struct{ t *template.Template }
 
-func (p *pageTemplate) execute(w io.Writer, v *view) error { return p.t.ExecuteTemplate(w, "layout", v) }
+func (p *pageTemplate) execute(w io.Writer, v *view) error {
+	return p.t.ExecuteTemplate(w, "layout", v)
+}
 
 var funcs = template.FuncMap{
 	"when": func(t time.Time) string {
@@ -117,9 +119,9 @@ var funcs = template.FuncMap{
 	"seconds": func(now, t time.Time) int64 {
 		return int64(max(t.Sub(now), 0) / time.Second)
 	},
-	"human": human,
-	"open": func(s lapse.State) bool { return !s.Terminal() },
-	"ended": func(s lapse.State) bool { return s.Terminal() },
+	"human":      human,
+	"open":       func(s lapse.State) bool { return !s.Terminal() },
+	"ended":      func(s lapse.State) bool { return s.Terminal() },
 	"target":     func(res, role string) string { return res + "/" + role },
 	"statusText": http.StatusText,
 	"join":       strings.Join,
