@@ -269,8 +269,13 @@ func TestCSRFRefused(t *testing.T) {
 	if len(s.logouts) != 0 {
 		t.Fatalf("refused sign-outs called the logout hook: %v", s.logouts)
 	}
+	// Under Referrer-Policy no-referrer a browser sends "Origin: null" with
+	// its same-origin forms; Sec-Fetch-Site tells.
+	r := s.post(t, "alice", "/requests/"+active.ID+"/extend", url.Values{"duration": {"1h"}, "reason": {"more"}},
+		map[string]string{"Origin": "null", "Sec-Fetch-Site": "same-origin"})
+	wantPage(t, r, http.StatusOK, "Extended.")
 	// Without the browser's headers (a script, say) the token still counts.
-	r := s.post(t, "alice", "/requests/"+pending.ID+"/cancel", nil, map[string]string{"Origin": "", "Sec-Fetch-Site": ""})
+	r = s.post(t, "alice", "/requests/"+pending.ID+"/cancel", nil, map[string]string{"Origin": "", "Sec-Fetch-Site": ""})
 	wantRedirect(t, r, "/requests/"+pending.ID+"?done=cancelled")
 	// GET never changes anything.
 	before := s.state(t)

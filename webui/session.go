@@ -149,14 +149,20 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, why string) {
 }
 
 // crossSite says why r does not come from this origin, or "" when it may.
-// Browsers send Sec-Fetch-Site and Origin with every POST; a client that
-// sends neither still needs the CSRF token.
+// Browsers send Sec-Fetch-Site with every request, and it is then the
+// answer; they send Origin with every POST, but as "null" under
+// Referrer-Policy no-referrer, which these pages set. A client that sends
+// neither still needs the CSRF token.
 func (s *Server) crossSite(r *http.Request) string {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
+	site := r.Header.Get("Sec-Fetch-Site")
+	if site != "" && site != "same-origin" {
 		return fmt.Sprintf("The form was sent from another site (%s).", site)
 	}
 	o := r.Header.Get("Origin")
-	if o == "" {
+	switch {
+	case o == "":
+		return ""
+	case o == "null" && site == "same-origin":
 		return ""
 	}
 	got, err := parseOrigin(o)
