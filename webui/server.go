@@ -30,8 +30,9 @@ type Config struct {
 	Auth Authenticator
 	// Loopback says that the server listens on a loopback address only:
 	// the session cookie then goes without Secure, so that a plain
-	// http://127.0.0.1 works. A request that arrives over TLS gets a
-	// Secure cookie regardless.
+	// http://127.0.0.1 works. A request that arrives over TLS, or from a
+	// proxy that says X-Forwarded-Proto: https, gets a Secure cookie
+	// regardless.
 	Loopback bool
 	// Origin is the public origin of the UI (https://lapse.example.com),
 	// which state-changing forms must come from. Empty means the origin
@@ -151,7 +152,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()")
-	if r.TLS != nil || !s.cfg.Loopback {
+	if s.secure(r) {
 		// Browsers ignore it over plain HTTP; behind a TLS proxy it holds.
 		h.Set("Strict-Transport-Security", "max-age=31536000")
 	}

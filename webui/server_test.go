@@ -95,6 +95,15 @@ func TestSignIn(t *testing.T) {
 			t.Fatalf("session cookie: %+v", c)
 		}
 	})
+	t.Run("behind a TLS proxy", func(t *testing.T) {
+		r := s.signin(t, url.Values{"csrf": {csrf}, "token": {"tok-alice"}}, cookie, map[string]string{"X-Forwarded-Proto": "https"})
+		if c := cookieOf(r, webui.CookieName); c == nil || !c.Secure {
+			t.Fatalf("session cookie behind a TLS proxy: %+v", c)
+		}
+		if r.header.Get("Strict-Transport-Security") == "" {
+			t.Fatal("no HSTS behind a TLS proxy")
+		}
+	})
 	t.Run("next elsewhere goes home", func(t *testing.T) {
 		for _, next := range []string{"//evil.example/x", "https://evil.example", "/\\evil.example", "javascript:alert(1)"} {
 			r := s.signin(t, url.Values{"csrf": {csrf}, "token": {"tok-alice"}, "next": {next}}, cookie, nil)

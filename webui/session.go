@@ -70,9 +70,13 @@ func (s *Server) authenticate(r *http.Request, token string) (lapse.Principal, e
 	return p, nil
 }
 
-// secure reports whether cookies for r get the Secure attribute.
+// secure reports whether cookies for r get the Secure attribute: always
+// but on a loopback listener reached over plain HTTP. A proxy that
+// terminates TLS in front of a loopback listener says so with
+// X-Forwarded-Proto; believing a forged one costs nothing, since it only
+// restricts the cookie further.
 func (s *Server) secure(r *http.Request) bool {
-	return r.TLS != nil || !s.cfg.Loopback
+	return r.TLS != nil || !s.cfg.Loopback || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
 // SetSession sets the session cookie to token, a bearer token that the
