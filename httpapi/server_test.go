@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,13 +17,10 @@ import (
 
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/api"
-	"github.com/lapse-access/lapse/broker"
 	"github.com/lapse-access/lapse/client"
 	"github.com/lapse-access/lapse/connector/token"
-	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/httpapi"
-	"github.com/lapse-access/lapse/lapsetest"
-	"github.com/lapse-access/lapse/seal"
+	"github.com/lapse-access/lapse/lapsetest/brokertest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -45,14 +41,6 @@ var users = map[string][]string{
 
 func newStack(t testing.TB) *stack {
 	t.Helper()
-	dir := t.TempDir()
-	st := lapsetest.OpenStore(t)
-	key, err := token.LoadOrCreateKey(filepath.Join(dir, "token.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := token.New(key, "lapse-test")
-	box, _ := seal.New(make([]byte, 32))
 	catalog := &lapse.Catalog{Resources: []lapse.Resource{
 		{Name: "app", Connector: "tokens", Roles: []lapse.Role{{Name: "read", MaxDuration: 4 * time.Hour, Requesters: []string{"eng"}}}},
 		{Name: "db", Connector: "tokens", Roles: []lapse.Role{
@@ -60,25 +48,16 @@ func newStack(t testing.TB) *stack {
 			{Name: "root", MaxDuration: time.Hour, Approvals: 2, Approvers: []string{"leads"}, Requesters: []string{"eng"}},
 		}},
 	}}
-	target := func(string, string) (lapse.Connector, any, error) { return tok, nil, nil }
-	sched := &expiry.Scheduler{Store: st, Target: target, Sealer: box}
-	b := &broker.Broker{Store: st, Catalog: catalog, Decider: lapsetest.Policies{Catalog: catalog}, Executor: sched, Target: target, Sealer: box}
+	bs := brokertest.New(t, catalog)
 	principals := map[[32]byte]lapse.Principal{}
 	for name, groups := range users {
 		principals[sha256.Sum256([]byte("tok-"+name))] = lapse.Principal{Name: name, Groups: groups, Admin: name == "carol"}
 	}
 	integrations := httpapi.NewStaticTokens(map[[32]byte]lapse.Principal{sha256.Sum256([]byte("tok-mdm")): {Name: "mdm"}})
-	srv := httptest.NewServer((&httpapi.Server{Broker: b, Auth: httpapi.NewStaticTokens(principals), Integrations: integrations,
-		Tokens: verifier{tok}}).Handler())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = sched.Run(ctx) }()
-	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		<-done
-	})
-	return &stack{url: srv.URL, store: st, tok: tok}
+	srv := httptest.NewServer((&httpapi.Server{Broker: bs.Broker, Auth: httpapi.NewStaticTokens(principals), Integrations: integrations,
+		Tokens: verifier{bs.Tokens}}).Handler())
+	t.Cleanup(srv.Close)
+	return &stack{url: srv.URL, store: bs.Store, tok: bs.Tokens}
 }
 
 type verifier struct{ c *token.Connector }

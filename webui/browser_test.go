@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/lapse-access/lapse"
@@ -30,39 +31,35 @@ func (u *browserUser) run(steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
-func (u *browserUser) text(sel string) string {
+// value runs an action that returns a value, within one step.
+func value[T any](u *browserUser, what string, a chromedp.Action[T]) T {
 	u.t.Helper()
 	ctx, cancel := context.WithTimeout(u.tab.Ctx, step)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	v, err := chromedp.Run(ctx, a)
 	if err != nil {
-		u.t.Fatalf("text of %s: %v", sel, err)
+		u.t.Fatalf("%s: %v", what, err)
 	}
-	return strings.TrimSpace(v)
+	return v
+}
+
+func (u *browserUser) text(sel string) string {
+	u.t.Helper()
+	return strings.TrimSpace(value(u, "text of "+sel, chromedp.Text(chromedp.CSS(sel))))
 }
 
 // submit clicks sel and waits for the page the form leads to; it returns
 // that page's status.
 func (u *browserUser) submit(sel string) int64 {
 	u.t.Helper()
-	ctx, cancel := context.WithTimeout(u.tab.Ctx, step)
-	defer cancel()
-	resp, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(sel)))
-	if err != nil {
-		u.t.Fatalf("submit %s: %v", sel, err)
-	}
-	return resp.Status
+	return value(u, "submit "+sel, chromedp.Action[*network.Response](func(ctx context.Context, _ *chromedp.Target) (*network.Response, error) {
+		return chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(sel)))
+	})).Status
 }
 
 func (u *browserUser) location() string {
 	u.t.Helper()
-	ctx, cancel := context.WithTimeout(u.tab.Ctx, step)
-	defer cancel()
-	loc, err := chromedp.Run(ctx, chromedp.Location())
-	if err != nil {
-		u.t.Fatal(err)
-	}
-	return strings.TrimPrefix(loc, u.url)
+	return strings.TrimPrefix(value(u, "location", chromedp.Location()), u.url)
 }
 
 // signin signs in on the sign-in page with a pasted token.
@@ -123,12 +120,8 @@ func TestBrowserRequestApproveRelease(t *testing.T) {
 	}
 	// The countdown runs in the page's script.
 	first := alice.text("time.countdown")
-	ctx, cancel := context.WithTimeout(alice.tab.Ctx, step)
-	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector("time.countdown").textContent !== `+jsString(first),
-		chromedp.WithPollingTimeout(5*time.Second))); err != nil {
-		t.Fatalf("the countdown stays at %q: %v", first, err)
-	}
+	value(alice, "the countdown stays at "+first, chromedp.Poll[bool](`document.querySelector("time.countdown").textContent !== `+jsString(first),
+		chromedp.WithPollingTimeout(5*time.Second)))
 	if status := alice.submit("#show-credentials"); status != http.StatusOK {
 		t.Fatalf("credentials: %d", status)
 	}

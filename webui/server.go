@@ -163,8 +163,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // error is rendered by the caller.
 type handler func(w http.ResponseWriter, r *http.Request, sess session) error
 
-// page serves a GET page to a signed-in principal; anyone else is sent to
-// the sign-in page.
+// page serves h to a signed-in principal; anyone else is sent to the
+// sign-in page.
 func (s *Server) page(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		sess, err := s.session(r)
@@ -182,17 +182,10 @@ func (s *Server) page(h handler) http.HandlerFunc {
 // origin and carry the session's CSRF token, or it is refused with 403
 // before anything else happens.
 func (s *Server) form(h handler) http.HandlerFunc {
+	page := s.page(h)
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !s.checkForm(w, r) {
-			return
-		}
-		sess, err := s.session(r)
-		if err != nil {
-			s.toSignin(w, r, err)
-			return
-		}
-		if err := h(w, r, sess); err != nil {
-			s.fail(w, r, sess, err, nil)
+		if s.checkForm(w, r) {
+			page(w, r)
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -20,10 +19,8 @@ import (
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/broker"
 	"github.com/lapse-access/lapse/connector/token"
-	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/httpapi"
-	"github.com/lapse-access/lapse/lapsetest"
-	"github.com/lapse-access/lapse/seal"
+	"github.com/lapse-access/lapse/lapsetest/brokertest"
 	"github.com/lapse-access/lapse/webui"
 )
 
@@ -52,28 +49,19 @@ type option func(*webui.Config)
 
 func newStack(t testing.TB, opts ...option) *stack {
 	t.Helper()
-	st := lapsetest.OpenStore(t)
-	key, err := token.LoadOrCreateKey(filepath.Join(t.TempDir(), "token.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := token.New(key, "lapse-test")
-	box, _ := seal.New(make([]byte, 32))
 	catalog := &lapse.Catalog{Resources: []lapse.Resource{
 		{Name: "app", Connector: "tokens", Environment: "staging", Roles: []lapse.Role{{Name: "read", MaxDuration: 4 * time.Hour, Requesters: []string{"eng"}}}},
 		{Name: "db", Connector: "tokens", Environment: "prod", Roles: []lapse.Role{
 			{Name: "admin", MaxDuration: time.Hour, Approvals: 1, Approvers: []string{"leads"}, Requesters: []string{"eng"}},
 		}},
 	}}
-	target := func(string, string) (lapse.Connector, any, error) { return tok, nil, nil }
-	sched := &expiry.Scheduler{Store: st, Target: target, Sealer: box}
-	b := &broker.Broker{Store: st, Catalog: catalog, Decider: lapsetest.Policies{Catalog: catalog}, Executor: sched, Target: target, Sealer: box}
+	bs := brokertest.New(t, catalog)
 	principals := map[[32]byte]lapse.Principal{}
 	for name, groups := range users {
 		principals[sha256.Sum256([]byte("tok-"+name))] = lapse.Principal{Name: name, Groups: groups, Admin: name == "carol"}
 	}
-	s := &stack{store: st, broker: b, tok: tok}
-	cfg := webui.Config{Broker: b, Auth: httpapi.NewStaticTokens(principals), Loopback: true,
+	s := &stack{store: bs.Store, broker: bs.Broker, tok: bs.Tokens}
+	cfg := webui.Config{Broker: bs.Broker, Auth: httpapi.NewStaticTokens(principals), Loopback: true,
 		Logout: func(_ context.Context, tok string) error {
 			s.mu.Lock()
 			defer s.mu.Unlock()
@@ -88,14 +76,7 @@ func newStack(t testing.TB, opts ...option) *stack {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(ui)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = sched.Run(ctx) }()
-	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		<-done
-	})
+	t.Cleanup(srv.Close)
 	s.url = srv.URL
 	return s
 }
