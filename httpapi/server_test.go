@@ -77,14 +77,7 @@ func (s *stack) as(user string) *client.Client { return client.New(s.url, "tok-"
 // changes nothing.
 func (s *stack) snapshot(t testing.TB) (int, int) {
 	t.Helper()
-	rs, err := s.store.ListRequests(context.Background(), lapse.RequestFilter{Limit: 10000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs, err := s.store.ListAudit(context.Background(), lapse.AuditFilter{Limit: 100000})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs, evs := brokertest.Contents(t, s.store)
 	return len(rs), len(evs)
 }
 

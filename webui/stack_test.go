@@ -168,14 +168,7 @@ type state struct {
 
 func (s *stack) state(t testing.TB) state {
 	t.Helper()
-	rs, err := s.store.ListRequests(context.Background(), lapse.RequestFilter{Limit: 10000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs, err := s.store.ListAudit(context.Background(), lapse.AuditFilter{Limit: 100000})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs, evs := brokertest.Contents(t, s.store)
 	var kept []string
 	for _, e := range evs {
 		if !strings.HasSuffix(e.Type, "_refused") && e.Type != lapse.EvRefused {

@@ -53,3 +53,18 @@ func New(t testing.TB, catalog *lapse.Catalog) *Stack {
 	})
 	return &Stack{Broker: b, Store: st, Tokens: tok}
 }
+
+// Contents returns every request and every audit record in st, for tests
+// that show a refused action changed nothing.
+func Contents(t testing.TB, st lapse.Reader) ([]lapse.Request, []lapse.AuditEvent) {
+	t.Helper()
+	rs, err := st.ListRequests(context.Background(), lapse.RequestFilter{Limit: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := st.ListAudit(context.Background(), lapse.AuditFilter{Limit: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs, evs
+}
