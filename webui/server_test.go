@@ -2,12 +2,16 @@ package webui_test
 
 import (
 	"errors"
+	"fmt"
 	"html"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/webui"
@@ -545,4 +549,64 @@ func TestConfiguredOrigin(t *testing.T) {
 	s.unchanged(t, before)
 	r := s.post(t, "alice", "/requests/"+req.ID+"/cancel", nil, map[string]string{"Origin": "https://LAPSE.example.com"})
 	wantRedirect(t, r, "/requests/"+req.ID)
+}
+
+// Single sign-on sets the same cookie through SetSession.
+func TestSetSession(t *testing.T) {
+	s := newStack(t)
+	for _, tc := range []struct {
+		name     string
+		loopback bool
+		proto    string
+		secure   bool
+	}{
+		{"loopback", true, "", false},
+		{"loopback behind TLS", true, "https", true},
+		{"elsewhere", false, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ui, err := webui.New(webui.Config{Broker: s.broker, Auth: authFunc(nil), Loopback: tc.loopback})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httptest.NewRequest(http.MethodGet, "/auth/callback", nil)
+			if tc.proto != "" {
+				req.Header.Set("X-Forwarded-Proto", tc.proto)
+			}
+			w := httptest.NewRecorder()
+			ui.SetSession(w, req, "sess-123", time.Now().Add(time.Hour))
+			c := cookieOf(response{header: w.Header()}, webui.CookieName)
+			if c == nil || c.Value != "sess-123" || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Secure != tc.secure ||
+				c.MaxAge < 3500 || c.MaxAge > 3600 {
+				t.Fatalf("cookie: %+v", c)
+			}
+		})
+	}
+}
+
+// A session the authenticator stops accepting (revoked, expired) sends the
+// browser to sign in again, and its cookie is cleared.
+func TestRevokedSession(t *testing.T) {
+	var revoked atomic.Bool
+	s := newStack(t, func(c *webui.Config) {
+		inner := c.Auth
+		c.Auth = authFunc(func(r *http.Request) (lapse.Principal, error) {
+			if revoked.Load() {
+				return lapse.Principal{}, fmt.Errorf("session revoked: %w", lapse.ErrUnauthenticated)
+			}
+			return inner.Authenticate(r)
+		})
+	})
+	req := s.submit(t, "alice", "db", "admin")
+	csrf := s.csrf(t, "alice")
+	revoked.Store(true)
+	r := s.get(t, "alice", "/requests/"+req.ID)
+	wantRedirect(t, r, "/signin?next=%2Frequests%2F"+req.ID)
+	if c := cookieOf(r, webui.CookieName); c == nil || c.MaxAge >= 0 {
+		t.Fatalf("cookie of a revoked session not cleared: %+v", c)
+	}
+	before := s.state(t)
+	r = s.post(t, "alice", "/requests/"+req.ID+"/cancel", url.Values{"csrf": {csrf}}, nil)
+	wantRedirect(t, r, "/signin")
+	s.unchanged(t, before)
 }
