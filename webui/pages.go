@@ -10,8 +10,12 @@ import (
 	"github.com/lapse-access/lapse/broker"
 )
 
-// listLimit bounds the requests a list page shows.
-const listLimit = 200
+// listLimit bounds the requests a list page shows; grantsLimit the
+// grants of the admin view. The CLI lists everything.
+const (
+	listLimit   = 200
+	grantsLimit = 1000
+)
 
 // stateFilters are the filters of the list of one's requests.
 var stateFilters = map[string][]lapse.State{
@@ -49,7 +53,8 @@ func (s *Server) myRequests(w http.ResponseWriter, r *http.Request, sess session
 	if err != nil {
 		return err
 	}
-	s.render(w, r, http.StatusOK, "requests", &view{Title: "My requests", Nav: "mine", Session: sess, Requests: rs, Filter: filter, Flash: flash(r)})
+	s.render(w, r, http.StatusOK, "requests", &view{Title: "My requests", Nav: "mine", Session: sess, Requests: rs, Filter: filter, Flash: flash(r),
+		Truncated: len(rs) == listLimit})
 	return nil
 }
 
@@ -253,7 +258,7 @@ func (s *Server) approvalsView(r *http.Request, sess session) (*view, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &view{Title: "To approve", Nav: "approvals", Session: sess, Requests: rs, template: "approvals"}, nil
+	return &view{Title: "To approve", Nav: "approvals", Session: sess, Requests: rs, template: "approvals", Truncated: len(rs) == listLimit}, nil
 }
 
 func (s *Server) approvals(w http.ResponseWriter, r *http.Request, sess session) error {
@@ -271,11 +276,11 @@ func (s *Server) grantsView(r *http.Request, sess session) (*view, error) {
 		return nil, lapse.Forbiddenf("only admins see every active grant")
 	}
 	rs, err := s.cfg.Broker.List(r.Context(), sess.Principal, broker.ListInput{
-		States: []lapse.State{lapse.StateApproved, lapse.StateActive, lapse.StateRevoking}, Limit: 10000})
+		States: []lapse.State{lapse.StateApproved, lapse.StateActive, lapse.StateRevoking}, Limit: grantsLimit})
 	if err != nil {
 		return nil, err
 	}
-	return &view{Title: "Active grants", Nav: "grants", Session: sess, Requests: rs, template: "grants"}, nil
+	return &view{Title: "Active grants", Nav: "grants", Session: sess, Requests: rs, template: "grants", Truncated: len(rs) == grantsLimit}, nil
 }
 
 func (s *Server) grants(w http.ResponseWriter, r *http.Request, sess session) error {

@@ -154,15 +154,15 @@ func TestSignOut(t *testing.T) {
 	if c := cookieOf(r, webui.CookieName); c == nil || c.MaxAge >= 0 || c.Value != "" {
 		t.Fatalf("session cookie not cleared: %+v", c)
 	}
-	if len(s.logouts) != 1 || s.logouts[0] != "tok-alice" {
-		t.Fatalf("logout hook saw %v", s.logouts)
+	if got := s.loggedOut(); len(got) != 1 || got[0] != "tok-alice" {
+		t.Fatalf("logout hook saw %v", got)
 	}
 	r = s.post(t, "alice", "/signout", url.Values{"csrf": {"forged"}}, nil)
 	wantPage(t, r, http.StatusForbidden)
 	if c := cookieOf(r, webui.CookieName); c != nil {
 		t.Fatalf("forged sign-out touched the cookie: %+v", c)
 	}
-	if len(s.logouts) != 1 {
+	if len(s.loggedOut()) != 1 {
 		t.Fatalf("forged sign-out called the logout hook")
 	}
 }
@@ -279,8 +279,8 @@ func TestCSRFRefused(t *testing.T) {
 			})
 		}
 	}
-	if len(s.logouts) != 0 {
-		t.Fatalf("refused sign-outs called the logout hook: %v", s.logouts)
+	if got := s.loggedOut(); len(got) != 0 {
+		t.Fatalf("refused sign-outs called the logout hook: %v", got)
 	}
 	// Under Referrer-Policy no-referrer a browser sends "Origin: null" with
 	// its same-origin forms; Sec-Fetch-Site tells.

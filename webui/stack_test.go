@@ -41,8 +41,18 @@ type stack struct {
 	broker *broker.Broker
 	tok    *token.Connector
 
+	// handler is the UI itself, for benchmarks.
+	handler http.Handler
+
 	mu      sync.Mutex
 	logouts []string
+}
+
+// loggedOut returns the tokens the logout hook saw.
+func (s *stack) loggedOut() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.logouts)
 }
 
 type option func(*webui.Config)
@@ -77,7 +87,7 @@ func newStack(t testing.TB, opts ...option) *stack {
 	}
 	srv := httptest.NewServer(ui)
 	t.Cleanup(srv.Close)
-	s.url = srv.URL
+	s.url, s.handler = srv.URL, ui
 	return s
 }
 

@@ -56,6 +56,8 @@ type view struct {
 	Form        requestForm
 	// Filter is the state filter of the list of one's requests.
 	Filter string
+	// Truncated says that the list shows only the newest of more.
+	Truncated bool
 
 	template string
 }
@@ -126,13 +128,13 @@ var funcs = template.FuncMap{
 	"statusText": http.StatusText,
 	"join":       strings.Join,
 	// pair hands a sub-template a request and something of its page.
-	"pair": func(x any, r lapse.Request) pair { return pair{x, r} },
+	"pair": func(x any, r *lapse.Request) pair { return pair{x, r} },
 }
 
 // pair is the argument of the sub-templates that show a request.
 type pair struct {
 	X any
-	R lapse.Request
+	R *lapse.Request
 }
 
 // human formats d for people: "1h 4m", "59s", "expired".
