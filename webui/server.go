@@ -49,11 +49,12 @@ type Config struct {
 	// out, so that a server-side session can be revoked. Its error is
 	// logged; the cookie is cleared in any case.
 	Logout func(ctx context.Context, token string) error
-	// StepUp, if set, is asked about every error the broker returns. A
-	// non-empty URL means the user must authenticate again (a fresher
-	// second factor, say) at that URL: a GET is redirected there, a form
-	// is answered with a page that links to it and says that nothing was
-	// done.
+	// StepUp, if set, is asked about every error of a page or form: the
+	// authenticator's and the broker's. A non-empty URL means the user
+	// must authenticate again (a fresher second factor, say) at that URL:
+	// a GET is redirected there, a form is answered with 401 and a page
+	// that links to it and says that nothing was done. It returns "" for
+	// the errors it does not claim.
 	StepUp func(r *http.Request, err error) string
 	// ClientIP, if set, finds a request's client address (behind trusted
 	// proxies); by default it is the connection's peer.
@@ -164,15 +165,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type handler func(w http.ResponseWriter, r *http.Request, sess session) error
 
 // page serves h to a signed-in principal; anyone else is sent to the
-// sign-in page.
+// sign-in page. An authenticator that fails (rather than refusing the
+// token) is an internal error: the session stays.
 func (s *Server) page(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		sess, err := s.session(r)
-		if err != nil {
-			s.toSignin(w, r, err)
-			return
+		if err == nil {
+			err = h(w, r, sess)
 		}
-		if err := h(w, r, sess); err != nil {
+		if err != nil {
 			s.fail(w, r, sess, err, nil)
 		}
 	}
@@ -204,7 +205,7 @@ func (s *Server) toSignin(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // fail renders err: a step-up redirect when the StepUp hook asks for one,
-// the sign-in page for a session that stopped working, and otherwise the
+// the sign-in page for a missing or refused session, and otherwise the
 // error on the page that v describes (an error page when v is nil), with
 // the status of the error's kind.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, sess session, err error, v *view) {

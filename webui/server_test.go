@@ -610,3 +610,33 @@ func TestRevokedSession(t *testing.T) {
 	wantRedirect(t, r, "/signin")
 	s.unchanged(t, before)
 }
+
+// An authenticator that fails, rather than refusing the token, signs
+// nobody out: the page says so and the cookie stays.
+func TestAuthenticatorDown(t *testing.T) {
+	var down atomic.Bool
+	s := newStack(t, func(c *webui.Config) {
+		inner := c.Auth
+		c.Auth = authFunc(func(r *http.Request) (lapse.Principal, error) {
+			if down.Load() {
+				return lapse.Principal{}, errors.New("session store unreachable")
+			}
+			return inner.Authenticate(r)
+		})
+	})
+	csrf, cookie := s.signinForm(t)
+	down.Store(true)
+	r := s.get(t, "alice", "/")
+	wantPage(t, r, http.StatusInternalServerError, "Internal error")
+	if strings.Contains(r.body, "unreachable") {
+		t.Fatal("the page shows the internal error")
+	}
+	if c := cookieOf(r, webui.CookieName); c != nil {
+		t.Fatalf("a failing authenticator cleared the session: %+v", c)
+	}
+	r = s.signin(t, url.Values{"csrf": {csrf}, "token": {"tok-alice"}}, cookie, nil)
+	wantPage(t, r, http.StatusInternalServerError, "could not be checked")
+	if c := cookieOf(r, webui.CookieName); c != nil {
+		t.Fatalf("sign-in with a failing authenticator set a session: %+v", c)
+	}
+}

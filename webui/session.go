@@ -256,12 +256,14 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := s.authenticate(r, token)
-	if err != nil {
-		if !errors.Is(err, lapse.ErrUnauthenticated) {
-			s.cfg.Logger.Error("sign in", "err", err)
-		}
+	switch {
+	case errors.Is(err, lapse.ErrUnauthenticated):
 		s.cfg.Logger.Info("sign-in refused", "client", r.RemoteAddr)
 		s.renderSignin(w, r, http.StatusUnauthorized, next, "That token is not valid. Nothing was signed in.")
+		return
+	case err != nil:
+		s.cfg.Logger.Error("sign in", "err", err)
+		s.renderSignin(w, r, http.StatusInternalServerError, next, "The token could not be checked; the server log has details. Try again.")
 		return
 	}
 	s.cfg.Logger.Info("signed in", "user", p.Name, "client", r.RemoteAddr)
