@@ -22,6 +22,11 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (lapse.Principal, error)
 }
 
+var (
+	_ Authenticator = (*httpapi.StaticTokens)(nil)
+	_ http.Handler  = (*Server)(nil)
+)
+
 // Config configures a [Server]. Broker and Auth are required.
 type Config struct {
 	Broker *broker.Broker
