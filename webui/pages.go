@@ -261,16 +261,6 @@ func (s *Server) approvalsView(r *http.Request, sess session) (*view, error) {
 	return &view{Title: "To approve", Nav: "approvals", Session: sess, Requests: rs, template: "approvals", Truncated: len(rs) == listLimit}, nil
 }
 
-func (s *Server) approvals(w http.ResponseWriter, r *http.Request, sess session) error {
-	v, err := s.approvalsView(r, sess)
-	if err != nil {
-		return err
-	}
-	v.Flash = flash(r)
-	s.render(w, r, http.StatusOK, "approvals", v)
-	return nil
-}
-
 func (s *Server) grantsView(r *http.Request, sess session) (*view, error) {
 	if !sess.Admin {
 		return nil, lapse.Forbiddenf("only admins see every active grant")
@@ -283,12 +273,16 @@ func (s *Server) grantsView(r *http.Request, sess session) (*view, error) {
 	return &view{Title: "Active grants", Nav: "grants", Session: sess, Requests: rs, template: "grants", Truncated: len(rs) == grantsLimit}, nil
 }
 
-func (s *Server) grants(w http.ResponseWriter, r *http.Request, sess session) error {
-	v, err := s.grantsView(r, sess)
-	if err != nil {
-		return err
+// list serves a list page that forms redirect back to: the page build
+// makes, with the message of the action done.
+func (s *Server) list(build func(*http.Request, session) (*view, error)) handler {
+	return func(w http.ResponseWriter, r *http.Request, sess session) error {
+		v, err := build(r, sess)
+		if err != nil {
+			return err
+		}
+		v.Flash = flash(r)
+		s.render(w, r, http.StatusOK, v.template, v)
+		return nil
 	}
-	v.Flash = flash(r)
-	s.render(w, r, http.StatusOK, "grants", v)
-	return nil
 }

@@ -140,8 +140,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /requests", s.form(s.submit))
 	m.HandleFunc("GET /requests/{id}", s.page(s.detail))
 	m.HandleFunc("POST /requests/{id}/{action}", s.form(s.act))
-	m.HandleFunc("GET /approvals", s.page(s.approvals))
-	m.HandleFunc("GET /admin/grants", s.page(s.grants))
+	m.HandleFunc("GET /approvals", s.page(s.list(s.approvalsView)))
+	m.HandleFunc("GET /admin/grants", s.page(s.list(s.grantsView)))
 	m.HandleFunc("/", s.notFound)
 	s.mux = m
 }
