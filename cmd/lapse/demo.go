@@ -57,9 +57,10 @@ Resources (built-in token connector):
   demo-app   role read   up to 8h, approved automatically
   orders-db  role admin  up to 2h, needs one approval from leads (bob)
 
-Web UI: open %[1]s/ in a browser and sign in by pasting one of the tokens
-above: alice to ask for access, bob (in another browser or a private
-window) to approve, carol to see and revoke every active grant.
+Web UI: open %[1]s/ in a browser
+and sign in by pasting one of the tokens above: alice to ask for access,
+bob (in another browser or a private window) to approve, carol to see and
+revoke every active grant.
 
 Or, in another terminal, build the CLI and try it:
   go build -o lapse ./cmd/lapse
