@@ -59,8 +59,8 @@ Resources (built-in token connector):
 
 Web UI: open %[1]s/ in a browser
 and sign in by pasting one of the tokens above: alice to ask for access,
-bob (in another browser or a private window) to approve, carol to see and
-revoke every active grant.
+then, in another browser or a private window, bob to approve; carol sees
+and revokes every active grant.
 
 Or, in another terminal, build the CLI and try it:
   go build -o lapse ./cmd/lapse
