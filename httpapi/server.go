@@ -75,6 +75,8 @@ type Server struct {
 	Ready func(ctx context.Context) error
 	// ParseDuration parses durations in bodies; time.ParseDuration if nil.
 	ParseDuration func(string) (time.Duration, error)
+	// UI, if set, serves every path that no API route claims: the web UI.
+	UI http.Handler
 }
 
 // Handler returns the routes.
@@ -122,6 +124,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/devices/{id}/posture", s.posture)
 	v1("GET /v1/ssh/krl", s.sshKRL)
 	s.monitorRoutes(mux, v1)
+	if s.UI != nil {
+		mux.Handle("/", s.UI)
+	}
 	mux.HandleFunc("/v1/", s.authed(func(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
 		return lapse.NotFoundf("no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
@@ -169,24 +174,35 @@ type emptyBodyError struct{}
 func (*emptyBodyError) Error() string { return "request body is empty; send a JSON object" }
 func (*emptyBodyError) Unwrap() error { return lapse.ErrInvalid }
 
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	status, code := http.StatusInternalServerError, "internal"
+// Status returns the HTTP status and the API error code of err's kind:
+// 400 for bad input, 401, 403, 404, 409 for a refused transition or a
+// concurrent change, 410, 413, and 500 with code "internal" for anything
+// else. It is the one place where error kinds become statuses; the web UI
+// uses it too.
+func Status(err error) (status int, code string) {
 	switch {
 	case errors.Is(err, tooLarge):
-		status, code = http.StatusRequestEntityTooLarge, "too_large"
+		return http.StatusRequestEntityTooLarge, "too_large"
 	case errors.Is(err, lapse.ErrInvalid):
-		status, code = http.StatusBadRequest, "bad_request"
+		return http.StatusBadRequest, "bad_request"
 	case errors.Is(err, lapse.ErrUnauthenticated):
-		status, code = http.StatusUnauthorized, "unauthenticated"
-		w.Header().Set("WWW-Authenticate", `Bearer realm="lapse"`)
+		return http.StatusUnauthorized, "unauthenticated"
 	case errors.Is(err, lapse.ErrForbidden):
-		status, code = http.StatusForbidden, "forbidden"
+		return http.StatusForbidden, "forbidden"
 	case errors.Is(err, lapse.ErrNotFound):
-		status, code = http.StatusNotFound, "not_found"
+		return http.StatusNotFound, "not_found"
 	case errors.Is(err, lapse.ErrConflict):
-		status, code = http.StatusConflict, "conflict"
+		return http.StatusConflict, "conflict"
 	case errors.Is(err, lapse.ErrGone):
-		status, code = http.StatusGone, "gone"
+		return http.StatusGone, "gone"
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := Status(err)
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="lapse"`)
 	}
 	msg := err.Error()
 	if status == http.StatusInternalServerError {

@@ -419,6 +419,14 @@ func TestDemoStarts(t *testing.T) {
 	if url == "" || aliceTok == "" || bobTok == "" {
 		t.Fatalf("demo intro lacks url or tokens:\n%s", intro.String())
 	}
+	if !strings.Contains(intro.String(), "Web UI: open "+url+"/ in a browser\nand sign in by pasting one of the tokens") {
+		t.Fatalf("demo intro does not point to the web UI:\n%s", intro.String())
+	}
+	if resp, err := http.Get(url + "/signin"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("demo web UI: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	srv := &server{url: url}
 	run := func(tok string, args ...string) (string, int) {
 		cmd := exec.Command(lapseBinary(t), args...)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -35,6 +37,7 @@ import (
 	"github.com/lapse-access/lapse/signals"
 	"github.com/lapse-access/lapse/sink"
 	"github.com/lapse-access/lapse/sqlstore"
+	"github.com/lapse-access/lapse/webui"
 )
 
 type serveFlags struct {
@@ -319,19 +322,33 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 			w.Notify(evs)
 		}
 	}
+	clientIP := func(r *http.Request) string {
+		if a := network.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For")); a.IsValid() {
+			return a.String()
+		}
+		return ""
+	}
+	auth := httpapi.NewStaticTokens(users)
+	ui, err := webui.New(webui.Config{
+		Broker: b, Auth: auth, Loopback: loopback(cfg.Server.Listen),
+		// Derived from the seal key, so that replicas sharing it accept
+		// each other's forms, and forms survive a restart.
+		CSRFKey:  deriveKey(sealKey, "lapse web ui csrf"),
+		ClientIP: clientIP, ParseDuration: config.ParseDuration, Clock: clock,
+		Logger: logger.With("system", "webui"),
+	})
+	if err != nil {
+		return nil, err
+	}
 	api := &httpapi.Server{
-		Metrics: mets.Handler(),
-		Monitor: watcher,
-		Audit:   audit,
-		ClientIP: func(r *http.Request) string {
-			if a := network.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For")); a.IsValid() {
-				return a.String()
-			}
-			return ""
-		},
+		Metrics:      mets.Handler(),
+		Monitor:      watcher,
+		Audit:        audit,
+		ClientIP:     clientIP,
+		UI:           ui,
 		SSH:          authorities,
 		Integrations: httpapi.NewStaticTokens(integrations),
-		Broker:       b, Auth: httpapi.NewStaticTokens(users), Tokens: tokenVerifier{tokens},
+		Broker:       b, Auth: auth, Tokens: tokenVerifier{tokens},
 		Logger: logger.With("system", "http"), ParseDuration: config.ParseDuration,
 		Ready: func(ctx context.Context) error {
 			_, _, err := store.NextDue(ctx)
@@ -444,6 +461,26 @@ func lockDir(dir string) (func(), error) {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
+}
+
+// loopback reports whether the listen address is on loopback only.
+func loopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// deriveKey derives a key for purpose from a secret key.
+func deriveKey(key []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }
 
 // tokenVerifier adapts the token connector to the HTTP API.
