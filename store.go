@@ -55,6 +55,15 @@ type Reader interface {
 	// GetDevice returns the device with id, or an error matching
 	// [ErrNotFound].
 	GetDevice(ctx context.Context, id string) (Device, error)
+	// SessionByToken returns the session whose TokenHash is hash (revoked
+	// and expired ones included), or an error matching [ErrNotFound].
+	SessionByToken(ctx context.Context, hash string) (Session, error)
+	// ServiceAccountByToken returns the service account whose TokenHash is
+	// hash (revoked ones included), or an error matching [ErrNotFound].
+	ServiceAccountByToken(ctx context.Context, hash string) (ServiceAccount, error)
+	// ListServiceAccounts returns every service account, revoked ones
+	// included, by name.
+	ListServiceAccounts(ctx context.Context) ([]ServiceAccount, error)
 }
 
 // Tx is one read-write transaction. Its methods must not be used after the
@@ -86,6 +95,37 @@ type Tx interface {
 	ReleaseClaims(ctx context.Context, owner string, now time.Time) (int, error)
 	// PutDevice stores a device's posture, replacing what was known.
 	PutDevice(ctx context.Context, d Device) error
+	// CreateSession stores a new session. A duplicate id or token hash is
+	// an error matching [ErrConflict].
+	CreateSession(ctx context.Context, s Session) error
+	// SessionByRefresh returns the session whose RefreshHash or
+	// PrevRefreshHash is hash, or an error matching [ErrNotFound].
+	SessionByRefresh(ctx context.Context, hash string) (Session, error)
+	// UpdateSession stores s over the session with its id (token hashes,
+	// expiry, revocation), or returns an error matching [ErrNotFound].
+	UpdateSession(ctx context.Context, s Session) error
+	// ListSessions returns the unrevoked sessions of user whose refresh
+	// token has not expired at now.
+	ListSessions(ctx context.Context, user string, now time.Time) ([]Session, error)
+	// CreateServiceAccount stores a new service account. An existing one of
+	// that name, even revoked, is an error matching [ErrConflict].
+	CreateServiceAccount(ctx context.Context, a ServiceAccount) error
+	// RevokeServiceAccount marks the named account revoked at at, or
+	// returns an error matching [ErrNotFound] (no such account) or
+	// [ErrConflict] (already revoked).
+	RevokeServiceAccount(ctx context.Context, name string, at time.Time) (ServiceAccount, error)
+	// PutPendingLogin stores a sign-in in progress and deletes those that
+	// expired before l.CreatedAt.
+	PutPendingLogin(ctx context.Context, l PendingLogin) error
+	// TakePendingLogin returns and deletes the sign-in with stateHash, or
+	// returns an error matching [ErrNotFound].
+	TakePendingLogin(ctx context.Context, stateHash string) (PendingLogin, error)
+	// PutLoginCode stores a one-time code and deletes codes that expired
+	// before now.
+	PutLoginCode(ctx context.Context, c LoginCode, now time.Time) error
+	// TakeLoginCode returns and deletes the code with codeHash, or returns
+	// an error matching [ErrNotFound].
+	TakeLoginCode(ctx context.Context, codeHash string) (LoginCode, error)
 }
 
 // Store persists requests and the audit log.

@@ -46,6 +46,10 @@ func TestStore(t *testing.T, open func(t *testing.T) lapse.Store) {
 		{"AuditPaging", testAuditPaging},
 		{"Secrets", testSecrets},
 		{"Devices", testDevices},
+		{"Sessions", testSessions},
+		{"ServiceAccounts", testServiceAccounts},
+		{"PendingLogins", testPendingLogins},
+		{"LoginCodes", testLoginCodes},
 		{"Concurrent", testConcurrent},
 	}
 	for _, tc := range tests {
