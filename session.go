@@ -43,6 +43,17 @@ func (s Session) Valid(now time.Time) bool {
 	return s.RevokedAt.IsZero() && now.Before(s.ExpiresAt)
 }
 
+// Identity is what the identity provider said of a user at their last
+// sign-in: the groups that decisions about their grants use later, while no
+// session of theirs is at hand.
+type Identity struct {
+	User    string
+	Groups  []string
+	Issuer  string
+	Subject string
+	SeenAt  time.Time
+}
+
 // ServiceAccount is a machine identity with a long-lived bearer token,
 // stored only as a hash.
 type ServiceAccount struct {

@@ -64,6 +64,9 @@ type Reader interface {
 	// ListServiceAccounts returns every service account, revoked ones
 	// included, by name.
 	ListServiceAccounts(ctx context.Context) ([]ServiceAccount, error)
+	// GetIdentity returns what the last sign-in said of user, or an error
+	// matching [ErrNotFound].
+	GetIdentity(ctx context.Context, user string) (Identity, error)
 }
 
 // Tx is one read-write transaction. Its methods must not be used after the
@@ -98,6 +101,9 @@ type Tx interface {
 	// CreateSession stores a new session. A duplicate id or token hash is
 	// an error matching [ErrConflict].
 	CreateSession(ctx context.Context, s Session) error
+	// PutIdentity stores what a sign-in said of a user, replacing what was
+	// known.
+	PutIdentity(ctx context.Context, id Identity) error
 	// SessionByRefresh returns the session whose RefreshHash or
 	// PrevRefreshHash is hash, or an error matching [ErrNotFound].
 	SessionByRefresh(ctx context.Context, hash string) (Session, error)

@@ -469,8 +469,8 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request, p lapse.Principal
 	if in.User == "" || in.Resource == "" || in.Role == "" {
 		return lapse.Invalidf("user, resource and role are required (or a token)")
 	}
-	if in.User != p.Name && !p.Admin {
-		return lapse.Forbiddenf("only admins may check another user's access")
+	if in.User != p.Name && !p.ReadsAll() {
+		return lapse.Forbiddenf("only admins and auditors may check another user's access")
 	}
 	q, ok, err := s.Broker.Check(r.Context(), in.User, in.Resource, in.Role)
 	if err != nil {

@@ -69,7 +69,9 @@ func testSessions(t *testing.T, s lapse.Store) {
 		}
 		return nil
 	})
-	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.UpdateSession(ctx, lapse.Session{ID: "missing"}) })
+	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		return tx.UpdateSession(ctx, lapse.Session{ID: "missing"})
+	})
 	if !errors.Is(err, lapse.ErrNotFound) {
 		t.Errorf("UpdateSession of a missing session: %v, want not found", err)
 	}
@@ -193,7 +195,9 @@ func testLoginCodes(t *testing.T, s lapse.Store) {
 			MFA: lapse.MFASignals{Present: lapse.FlagFalse}, AuthTime: t0}}
 	inTx(t, s, func(ctx context.Context, tx lapse.Tx) error { return tx.PutLoginCode(ctx, c, t0) })
 	expired := lapse.LoginCode{CodeHash: lapse.HashToken("code0"), Challenge: "c", ExpiresAt: t0.Add(-time.Second)}
-	inTx(t, s, func(ctx context.Context, tx lapse.Tx) error { return tx.PutLoginCode(ctx, expired, t0.Add(-time.Minute)) })
+	inTx(t, s, func(ctx context.Context, tx lapse.Tx) error {
+		return tx.PutLoginCode(ctx, expired, t0.Add(-time.Minute))
+	})
 	inTx(t, s, func(ctx context.Context, tx lapse.Tx) error {
 		return tx.PutLoginCode(ctx, lapse.LoginCode{CodeHash: lapse.HashToken("code2"), Challenge: "c", ExpiresAt: t0.Add(time.Minute)}, t0)
 	})
@@ -215,4 +219,25 @@ func testLoginCodes(t *testing.T, s lapse.Store) {
 		}
 		return nil
 	})
+}
+
+func testIdentities(t *testing.T, s lapse.Store) {
+	ctx := t.Context()
+	if _, err := s.GetIdentity(ctx, "alice"); !errors.Is(err, lapse.ErrNotFound) {
+		t.Fatalf("GetIdentity of an unknown user: %v, want not found", err)
+	}
+	id := lapse.Identity{User: "alice", Groups: []string{"eng"}, Issuer: "https://idp.example", Subject: "u-1", SeenAt: t0}
+	inTx(t, s, func(ctx context.Context, tx lapse.Tx) error { return tx.PutIdentity(ctx, id) })
+	id.Groups, id.SeenAt = []string{"eng", "oncall"}, t0.Add(time.Hour)
+	inTx(t, s, func(ctx context.Context, tx lapse.Tx) error { return tx.PutIdentity(ctx, id) })
+	got, err := s.GetIdentity(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(id, got, cmpOpts...); diff != "" {
+		t.Errorf("GetIdentity (-want +got):\n%s", diff)
+	}
+	if err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.PutIdentity(ctx, lapse.Identity{User: "bob"}) }); !errors.Is(err, lapse.ErrInvalid) {
+		t.Errorf("PutIdentity without a time: %v, want invalid", err)
+	}
 }

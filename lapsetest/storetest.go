@@ -50,6 +50,7 @@ func TestStore(t *testing.T, open func(t *testing.T) lapse.Store) {
 		{"ServiceAccounts", testServiceAccounts},
 		{"PendingLogins", testPendingLogins},
 		{"LoginCodes", testLoginCodes},
+		{"Identities", testIdentities},
 		{"Concurrent", testConcurrent},
 	}
 	for _, tc := range tests {

@@ -356,3 +356,48 @@ func (t *tx) TakeLoginCode(ctx context.Context, codeHash string) (lapse.LoginCod
 		MFA: lapse.MFASignals{Present: lapse.Flag(ls.MFA), At: ls.MFAAt}, AuthTime: ls.AuthTime}
 	return c, nil
 }
+
+// GetIdentity returns what the last sign-in said of user, or an error
+// matching [lapse.ErrNotFound].
+func (r *reader) GetIdentity(ctx context.Context, user string) (lapse.Identity, error) {
+	id := lapse.Identity{User: user}
+	var groups string
+	var seen sql.NullInt64
+	err := r.db.QueryRowContext(ctx, r.d.sql(`SELECT groups_json, issuer, subject, seen_at FROM identities WHERE user_name = ?`), user).
+		Scan(&groups, &id.Issuer, &id.Subject, &seen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return lapse.Identity{}, lapse.NotFoundf("no sign-in of %q is known", user)
+	}
+	if err != nil {
+		return lapse.Identity{}, fmt.Errorf("get identity: %w", err)
+	}
+	if err := json.Unmarshal([]byte(groups), &id.Groups); err != nil {
+		return lapse.Identity{}, fmt.Errorf("identity %s: decode groups: %w", user, err)
+	}
+	id.SeenAt = decodeTime(seen)
+	return id, nil
+}
+
+// PutIdentity stores what a sign-in said of a user, replacing what was
+// known.
+func (t *tx) PutIdentity(ctx context.Context, id lapse.Identity) error {
+	if id.User == "" {
+		return lapse.Invalidf("put identity: no user")
+	}
+	var e encoder
+	groups := id.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	g, seen := e.json(groups, false), e.time(id.SeenAt)
+	if e.err != nil || seen == nil {
+		return lapse.Invalidf("put identity: a time seen is required")
+	}
+	_, err := t.db.ExecContext(ctx, t.d.sql(`INSERT INTO identities (user_name, groups_json, issuer, subject, seen_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (user_name) DO UPDATE SET groups_json = excluded.groups_json, issuer = excluded.issuer,
+			subject = excluded.subject, seen_at = excluded.seen_at`), id.User, g, id.Issuer, id.Subject, seen)
+	if err != nil {
+		return fmt.Errorf("put identity %s: %w", id.User, err)
+	}
+	return nil
+}

@@ -243,7 +243,7 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		users[u.TokenSHA256] = lapse.Principal{Name: u.Name, Groups: u.Groups, Admin: admin}
 		byName[u.Name] = users[u.TokenSHA256]
 	}
-	b.Directory = func(name string) (lapse.Principal, bool) {
+	b.Directory = func(_ context.Context, name string) (lapse.Principal, bool) {
 		p, ok := byName[name]
 		return p, ok
 	}

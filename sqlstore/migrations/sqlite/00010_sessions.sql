@@ -1,4 +1,4 @@
--- Sign-in sessions: a short-lived bearer token and a rotating refresh
+-- Sign-in sessions and the identities they vouch for. Sessions: a short-lived bearer token and a rotating refresh
 -- token, both stored as hex SHA-256 only, with the identity the provider
 -- vouched for (groups as JSON text, the second factor as a flag: 0
 -- unknown, 1 no, 2 yes).
@@ -26,5 +26,16 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_user ON sessions (user_name);
 CREATE INDEX sessions_prev_refresh ON sessions (prev_refresh_hash);
 
+-- What each user's last sign-in said: their groups, for decisions about
+-- their grants made while no session of theirs is at hand.
+CREATE TABLE identities (
+    user_name   TEXT    NOT NULL PRIMARY KEY,
+    groups_json TEXT    NOT NULL,
+    issuer      TEXT    NOT NULL,
+    subject     TEXT    NOT NULL,
+    seen_at     INTEGER NOT NULL
+) STRICT;
+
 -- +goose Down
+DROP TABLE identities;
 DROP TABLE sessions;
