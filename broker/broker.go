@@ -100,6 +100,9 @@ type Result struct {
 	Decision    *lapse.Decision
 }
 
+// Now is the broker's clock's time.
+func (b *Broker) Now() time.Time { return b.now() }
+
 func (b *Broker) now() time.Time {
 	if b.Clock == nil {
 		return time.Now()

@@ -18,6 +18,7 @@ import (
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/api"
 	"github.com/lapse-access/lapse/broker"
+	"github.com/lapse-access/lapse/identity"
 )
 
 // MaxBody is the largest request body accepted.
@@ -63,6 +64,9 @@ type Server struct {
 	Metrics http.Handler
 	Broker  *broker.Broker
 	Auth    Authenticator
+	// Identity, if set, serves sign-in (/auth/...), sessions and service
+	// accounts.
+	Identity *identity.Service
 	Tokens  TokenVerifier
 	Logger  *slog.Logger
 	// Ready reports whether the server can serve; nil means always.
@@ -115,6 +119,7 @@ func (s *Server) Handler() http.Handler {
 	v1("GET /v1/ssh/ca.pub", s.sshCA)
 	mux.HandleFunc("POST /v1/devices/{id}/posture", s.posture)
 	v1("GET /v1/ssh/krl", s.sshKRL)
+	s.identityRoutes(mux, v1)
 	mux.HandleFunc("/v1/", s.authed(func(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
 		return lapse.NotFoundf("no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
@@ -164,7 +169,14 @@ func (*emptyBodyError) Unwrap() error { return lapse.ErrInvalid }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := http.StatusInternalServerError, "internal"
+	var body api.ErrorBody
+	var su *lapse.StepUpError
 	switch {
+	case errors.As(err, &su):
+		status, code = http.StatusUnauthorized, "step_up_required"
+		body.MaxAge = int64(su.MaxAge / time.Second)
+		body.LoginURL = identity.LoginURL("", su.MaxAge)
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="lapse", error="insufficient_user_authentication", max_age="%d"`, body.MaxAge))
 	case errors.Is(err, tooLarge):
 		status, code = http.StatusRequestEntityTooLarge, "too_large"
 	case errors.Is(err, lapse.ErrInvalid):
@@ -186,7 +198,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = "internal error; the server log has details"
 	}
-	writeJSON(w, status, api.Error{Error: api.ErrorBody{Code: code, Message: msg}})
+	body.Code, body.Message = code, msg
+	writeJSON(w, status, api.Error{Error: body})
 }
 
 // decode reads a JSON body strictly into v: at most MaxBody bytes, no
@@ -585,7 +598,13 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request, p lapse.Principa
 	if groups == nil {
 		groups = []string{}
 	}
-	writeJSON(w, http.StatusOK, api.Whoami{Name: p.Name, Groups: groups, Admin: p.Admin})
+	out := api.Whoami{Name: p.Name, Groups: groups, Admin: p.Admin, Auditor: p.Auditor, Service: p.Service, Session: p.Session,
+		MFA: p.MFA.Present == lapse.FlagTrue}
+	if out.MFA && !p.MFA.At.IsZero() && s.Broker != nil {
+		age := int64(s.Broker.Now().Sub(p.MFA.At) / time.Second)
+		out.MFAAgeSeconds = &age
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

@@ -108,7 +108,9 @@ func (s *Service) SSO() bool { return s.OIDC != nil }
 
 // principal is name with groups and the rights those give.
 func (s *Service) principal(name string, groups []string) lapse.Principal {
-	in := func(gs []string) bool { return slices.ContainsFunc(groups, func(g string) bool { return slices.Contains(gs, g) }) }
+	in := func(gs []string) bool {
+		return slices.ContainsFunc(groups, func(g string) bool { return slices.Contains(gs, g) })
+	}
 	return lapse.Principal{Name: name, Groups: slices.Clone(groups), Admin: in(s.AdminGroups), Auditor: in(s.AuditorGroups)}
 }
 
@@ -232,4 +234,12 @@ func sameGroups(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
+// SessionCookie returns the browser's session cookie holding token until
+// expires: HttpOnly, SameSite=Lax, Path=/, Secure unless the server
+// listens on loopback only.
+func (s *Service) SessionCookie(token string, expires time.Time) *http.Cookie {
+	return &http.Cookie{Name: SessionCookie, Value: token, Path: "/", Expires: expires.UTC(),
+		MaxAge: max(1, int(time.Until(expires)/time.Second)), HttpOnly: true, Secure: s.SecureCookies, SameSite: http.SameSiteLaxMode}
 }
