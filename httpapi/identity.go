@@ -45,7 +45,11 @@ var loginErrorPage = template.Must(template.New("e").Parse(`<!doctype html>
 func (s *Server) loginError(w http.ResponseWriter, r *http.Request, err error) {
 	status := http.StatusInternalServerError
 	msg := "internal error; the server log has details"
+	var pe *identity.ProviderError
 	switch {
+	case errors.As(err, &pe):
+		s.Logger.Error("identity provider unusable", "err", err)
+		status, msg = http.StatusBadGateway, "sign-in is unavailable: "+pe.Msg
 	case errors.Is(err, lapse.ErrInvalid):
 		status, msg = http.StatusBadRequest, err.Error()
 	case errors.Is(err, lapse.ErrUnauthenticated):

@@ -67,8 +67,8 @@ type Server struct {
 	// Identity, if set, serves sign-in (/auth/...), sessions and service
 	// accounts.
 	Identity *identity.Service
-	Tokens  TokenVerifier
-	Logger  *slog.Logger
+	Tokens   TokenVerifier
+	Logger   *slog.Logger
 	// Ready reports whether the server can serve; nil means always.
 	Ready func(ctx context.Context) error
 	// ParseDuration parses durations in bodies; time.ParseDuration if nil.

@@ -113,7 +113,7 @@ func (o *OIDC) discover(ctx context.Context) (*oidc.Provider, error) {
 	defer cancel()
 	p, err := oidc.NewProvider(ctx, o.cfg.Issuer)
 	if err != nil {
-		return nil, fmt.Errorf("identity provider %s: %w", o.cfg.Issuer, err)
+		return nil, &ProviderError{Msg: fmt.Sprintf("identity provider %s: %s", o.cfg.Issuer, strings.TrimPrefix(err.Error(), "oidc: "))}
 	}
 	o.provider = p
 	return p, nil
@@ -139,6 +139,14 @@ func (o *OIDC) authURL(ctx context.Context, state, nonce, verifier string, maxAg
 	}
 	return o.oauth2(p).AuthCodeURL(state, opts...), nil
 }
+
+// ProviderError reports that the identity provider cannot be used: it is
+// unreachable, or its discovery document does not match the configuration
+// (such as an issuer that differs from the configured one). Its message
+// names no secret.
+type ProviderError struct{ Msg string }
+
+func (e *ProviderError) Error() string { return e.Msg }
 
 // claims are the ID token claims Lapse reads besides the standard ones.
 type claims struct {

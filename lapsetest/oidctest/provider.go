@@ -44,13 +44,16 @@ type User struct {
 type Tamper struct {
 	// Nonce, if set, replaces the nonce the client sent.
 	Nonce string
-	// Audience, if set, replaces the token's audience.
-	Audience []string
 	// Lifetime, if set, is the ID token's lifetime; negative makes tokens
 	// that have already expired.
 	Lifetime time.Duration
 	// OtherKey signs ID tokens with a key the provider does not publish.
 	OtherKey bool
+	// Claims, if set, edits the ID token's claims on the way out of the
+	// token endpoint; the token is signed again with the published key
+	// (or the other key with OtherKey). Use it for a wrong audience or
+	// issuer that is otherwise correctly signed.
+	Claims func(claims map[string]any)
 }
 
 // Provider is a running test OpenID Provider.
@@ -96,6 +99,7 @@ func Start(t testing.TB) *Provider {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /login", p.loginForm)
 	mux.HandleFunc("POST /login", p.loginSubmit)
+	mux.Handle("POST /oauth/token", p.rewriteIDToken(prov))
 	mux.Handle("/", prov)
 	p.server.Config.Handler = mux
 	p.server.Start()

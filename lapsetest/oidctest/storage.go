@@ -51,9 +51,6 @@ func (p *Provider) copyOf(a *authRequest) *authRequest {
 	if p.tamper.Nonce != "" {
 		c.nonce = p.tamper.Nonce
 	}
-	if p.tamper.Audience != nil {
-		c.audience = slices.Clone(p.tamper.Audience)
-	}
 	return &c
 }
 
@@ -63,20 +60,22 @@ type client struct {
 	lifetime   time.Duration
 }
 
-func (c *client) GetID() string                         { return c.id }
-func (c *client) RedirectURIs() []string                { return slices.Clone(c.redirects) }
-func (c *client) PostLogoutRedirectURIs() []string      { return nil }
-func (c *client) ApplicationType() op.ApplicationType   { return op.ApplicationTypeWeb }
-func (c *client) AuthMethod() oidc.AuthMethod           { return oidc.AuthMethodBasic }
-func (c *client) ResponseTypes() []oidc.ResponseType    { return []oidc.ResponseType{oidc.ResponseTypeCode} }
-func (c *client) GrantTypes() []oidc.GrantType          { return []oidc.GrantType{oidc.GrantTypeCode} }
-func (c *client) LoginURL(id string) string             { return "/login?authRequestID=" + id }
-func (c *client) AccessTokenType() op.AccessTokenType   { return op.AccessTokenTypeBearer }
-func (c *client) IDTokenLifetime() time.Duration        { return c.lifetime }
-func (c *client) DevMode() bool                         { return true }
-func (c *client) IsScopeAllowed(scope string) bool      { return scope == "groups" }
-func (c *client) IDTokenUserinfoClaimsAssertion() bool  { return true }
-func (c *client) ClockSkew() time.Duration              { return 0 }
+func (c *client) GetID() string                       { return c.id }
+func (c *client) RedirectURIs() []string              { return slices.Clone(c.redirects) }
+func (c *client) PostLogoutRedirectURIs() []string    { return nil }
+func (c *client) ApplicationType() op.ApplicationType { return op.ApplicationTypeWeb }
+func (c *client) AuthMethod() oidc.AuthMethod         { return oidc.AuthMethodBasic }
+func (c *client) ResponseTypes() []oidc.ResponseType {
+	return []oidc.ResponseType{oidc.ResponseTypeCode}
+}
+func (c *client) GrantTypes() []oidc.GrantType         { return []oidc.GrantType{oidc.GrantTypeCode} }
+func (c *client) LoginURL(id string) string            { return "/login?authRequestID=" + id }
+func (c *client) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeBearer }
+func (c *client) IDTokenLifetime() time.Duration       { return c.lifetime }
+func (c *client) DevMode() bool                        { return true }
+func (c *client) IsScopeAllowed(scope string) bool     { return scope == "groups" }
+func (c *client) IDTokenUserinfoClaimsAssertion() bool { return true }
+func (c *client) ClockSkew() time.Duration             { return 0 }
 func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
 }
