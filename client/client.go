@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/api"
@@ -36,6 +37,18 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+	// MaxAge is set with Code step_up_required: the age in seconds the
+	// second factor may have at most.
+	MaxAge int64
+}
+
+// StepUp reports whether the server asks for a fresher second factor, and
+// how fresh.
+func (e *Error) StepUp() (time.Duration, bool) {
+	if e.Code != "step_up_required" {
+		return 0, false
+	}
+	return time.Duration(e.MaxAge) * time.Second, true
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -96,7 +109,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	if resp.StatusCode >= 300 {
 		var e api.Error
 		if json.Unmarshal(data, &e) == nil && e.Error.Message != "" {
-			return &Error{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+			return &Error{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message, MaxAge: e.Error.MaxAge}
 		}
 		return &Error{Status: resp.StatusCode, Code: "http", Message: fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(data)))}
 	}
