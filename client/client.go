@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,6 +25,11 @@ type Client struct {
 	// Token is the bearer token.
 	Token string
 	HTTP  *http.Client
+	// OnStepUp, if set, is called once when the server answers
+	// step_up_required: it signs the user in again with a second factor
+	// at most maxAge old and returns the new token, and the call is
+	// retried with it.
+	OnStepUp func(ctx context.Context, maxAge time.Duration) (token string, err error)
 }
 
 // New returns a client for server with token.
@@ -75,6 +81,25 @@ func (e *Error) Unwrap() error {
 // Do sends a request with an optional JSON body and decodes the JSON answer
 // into out (if not nil).
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+	err := c.do(ctx, method, path, body, out)
+	var e *Error
+	if c.OnStepUp == nil || !errors.As(err, &e) {
+		return err
+	}
+	maxAge, ok := e.StepUp()
+	if !ok {
+		return err
+	}
+	tok, serr := c.OnStepUp(ctx, maxAge)
+	if serr != nil {
+		return fmt.Errorf("%w (signing in again failed: %v)", err, serr)
+	}
+	// The refused call changed nothing; ask again once.
+	c.Token = tok
+	return c.do(ctx, method, path, body, out)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
