@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -267,6 +268,13 @@ func (s *Service) createSession(ctx context.Context, facts lapse.Session) (token
 	}
 	changed := false
 	err := s.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		accounts, err := tx.ListServiceAccounts(ctx)
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(accounts, func(a lapse.ServiceAccount) bool { return a.Name == ss.User }) {
+			return &LoginError{Msg: fmt.Sprintf("sign-in refused: %q is the name of a service account", ss.User)}
+		}
 		prev, err := tx.GetIdentity(ctx, ss.User)
 		switch {
 		case errors.Is(err, lapse.ErrNotFound):
@@ -289,6 +297,10 @@ func (s *Service) createSession(ctx context.Context, facts lapse.Session) (token
 		}
 		return tx.AppendAudit(ctx, evs...)
 	})
+	var le *LoginError
+	if errors.As(err, &le) {
+		return "", "", lapse.Session{}, s.refuse(ctx, strings.TrimPrefix(le.Msg, "sign-in refused: "))
+	}
 	if err != nil {
 		return "", "", lapse.Session{}, fmt.Errorf("store session: %w", err)
 	}
