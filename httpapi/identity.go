@@ -128,7 +128,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &in); err != nil {
 		return err
 	}
-	var t identity.Tokens
+	var t api.Tokens
 	var err error
 	switch in.GrantType {
 	case "authorization_code":
@@ -141,7 +141,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, api.Tokens(t))
+	writeJSON(w, http.StatusOK, t)
 	return nil
 }
 

@@ -732,15 +732,11 @@ func NewStaticTokens(users map[[32]byte]lapse.Principal) *StaticTokens {
 
 // Authenticate implements [Authenticator].
 func (s *StaticTokens) Authenticate(r *http.Request) (lapse.Principal, error) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if h == "" {
-		return lapse.Principal{}, fmt.Errorf("missing bearer token: %w", lapse.ErrUnauthenticated)
+	tok, err := identity.BearerToken(r)
+	if err != nil {
+		return lapse.Principal{}, err
 	}
-	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
-		return lapse.Principal{}, fmt.Errorf("authorization header must be 'Bearer <token>': %w", lapse.ErrUnauthenticated)
-	}
-	p, found := s.byHash[sha256.Sum256([]byte(strings.TrimSpace(tok)))]
+	p, found := s.byHash[sha256.Sum256([]byte(tok))]
 	if !found {
 		return lapse.Principal{}, fmt.Errorf("unknown token: %w", lapse.ErrUnauthenticated)
 	}

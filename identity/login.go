@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/api"
 )
 
 // loginTTL bounds a sign-in at the provider; codeTTL the one-time code a
@@ -207,25 +208,15 @@ func (s *Service) refuse(ctx context.Context, msg string) error {
 	return &LoginError{Msg: "sign-in refused: " + msg}
 }
 
-// Tokens are a new or refreshed session as the CLI keeps it.
-type Tokens struct {
-	Token            string    `json:"token"`
-	RefreshToken     string    `json:"refresh_token"`
-	ExpiresAt        time.Time `json:"expires_at"`
-	RefreshExpiresAt time.Time `json:"refresh_expires_at"`
-	User             string    `json:"user"`
-	Groups           []string  `json:"groups"`
-}
-
-func tokensOf(tok, refresh string, ss lapse.Session) Tokens {
-	return Tokens{Token: tok, RefreshToken: refresh, ExpiresAt: ss.ExpiresAt, RefreshExpiresAt: ss.RefreshExpiresAt, User: ss.User, Groups: ss.Groups}
+func tokensOf(tok, refresh string, ss lapse.Session) api.Tokens {
+	return api.Tokens{Token: tok, RefreshToken: refresh, ExpiresAt: ss.ExpiresAt, RefreshExpiresAt: ss.RefreshExpiresAt, User: ss.User, Groups: ss.Groups}
 }
 
 // ExchangeCode turns a CLI's one-time code into a session, once, for the
 // holder of the verifier whose challenge the sign-in was started with.
-func (s *Service) ExchangeCode(ctx context.Context, code, verifier string) (Tokens, error) {
+func (s *Service) ExchangeCode(ctx context.Context, code, verifier string) (api.Tokens, error) {
 	if code == "" || verifier == "" {
-		return Tokens{}, lapse.Invalidf("code and code_verifier are required")
+		return api.Tokens{}, lapse.Invalidf("code and code_verifier are required")
 	}
 	var lc lapse.LoginCode
 	err := s.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
@@ -235,17 +226,17 @@ func (s *Service) ExchangeCode(ctx context.Context, code, verifier string) (Toke
 	})
 	switch {
 	case errors.Is(err, lapse.ErrNotFound):
-		return Tokens{}, s.refuse(ctx, "unknown or already used login code")
+		return api.Tokens{}, s.refuse(ctx, "unknown or already used login code")
 	case err != nil:
-		return Tokens{}, err
+		return api.Tokens{}, err
 	case !s.now().Before(lc.ExpiresAt):
-		return Tokens{}, s.refuse(ctx, "the login code expired; run lapse login again")
+		return api.Tokens{}, s.refuse(ctx, "the login code expired; run lapse login again")
 	case !equalStrings(S256(verifier), lc.Challenge):
-		return Tokens{}, s.refuse(ctx, "the code verifier does not match the sign-in's challenge")
+		return api.Tokens{}, s.refuse(ctx, "the code verifier does not match the sign-in's challenge")
 	}
 	tok, refresh, ss, err := s.createSession(ctx, lc.Session)
 	if err != nil {
-		return Tokens{}, err
+		return api.Tokens{}, err
 	}
 	return tokensOf(tok, refresh, ss), nil
 }
@@ -320,12 +311,12 @@ func sessionEvent(typ, actor string, ss lapse.Session, data map[string]any, now 
 // replace the old ones, until the session's refresh lifetime ends. A
 // refresh token that was already rotated away revokes the session (it
 // was copied).
-func (s *Service) Refresh(ctx context.Context, refresh string) (Tokens, error) {
+func (s *Service) Refresh(ctx context.Context, refresh string) (api.Tokens, error) {
 	if !strings.HasPrefix(refresh, refreshPrefix) {
-		return Tokens{}, fmt.Errorf("not a Lapse refresh token: %w", lapse.ErrUnauthenticated)
+		return api.Tokens{}, fmt.Errorf("not a Lapse refresh token: %w", lapse.ErrUnauthenticated)
 	}
 	h := lapse.HashToken(refresh)
-	var out Tokens
+	var out api.Tokens
 	var reused bool
 	err := s.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
 		ss, err := tx.SessionByRefresh(ctx, h)
@@ -363,10 +354,10 @@ func (s *Service) Refresh(ctx context.Context, refresh string) (Tokens, error) {
 		return nil
 	})
 	if err != nil {
-		return Tokens{}, err
+		return api.Tokens{}, err
 	}
 	if reused {
-		return Tokens{}, fmt.Errorf("this refresh token was already used, so the session was revoked; sign in again (lapse login): %w", lapse.ErrUnauthenticated)
+		return api.Tokens{}, fmt.Errorf("this refresh token was already used, so the session was revoked; sign in again (lapse login): %w", lapse.ErrUnauthenticated)
 	}
 	return out, nil
 }

@@ -137,16 +137,26 @@ func (s *Service) Directory(ctx context.Context, name string) (lapse.Principal, 
 // of the Authorization header. Cookies are not accepted here, so that
 // another site cannot make a browser call the API.
 func (s *Service) Authenticate(r *http.Request) (lapse.Principal, error) {
+	tok, err := BearerToken(r)
+	if err != nil {
+		return lapse.Principal{}, err
+	}
+	return s.AuthenticateToken(r.Context(), tok)
+}
+
+// BearerToken returns the token of r's Authorization header, or an error
+// matching [lapse.ErrUnauthenticated] that says what is wrong with it.
+func BearerToken(r *http.Request) (string, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return lapse.Principal{}, fmt.Errorf("missing bearer token: %w", lapse.ErrUnauthenticated)
+		return "", fmt.Errorf("missing bearer token: %w", lapse.ErrUnauthenticated)
 	}
 	scheme, tok, ok := strings.Cut(h, " ")
 	tok = strings.TrimSpace(tok)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
-		return lapse.Principal{}, fmt.Errorf("authorization header must be 'Bearer <token>': %w", lapse.ErrUnauthenticated)
+		return "", fmt.Errorf("authorization header must be 'Bearer <token>': %w", lapse.ErrUnauthenticated)
 	}
-	return s.AuthenticateToken(r.Context(), tok)
+	return tok, nil
 }
 
 // AuthenticateCookie authenticates the browser session cookie of r, for

@@ -225,7 +225,8 @@ func TestServiceTokenEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the server")
 	}
-	s := startServer(t, "--config", writeConfig(t, t.TempDir()))
+	dir := t.TempDir()
+	s := startServer(t, "--config", writeConfig(t, dir), "--data", filepath.Join(dir, "data"))
 	out, code := s.cli(t, "carol", "token", "create", "--service", "ci-deploy", "--groups", "engineering")
 	m := regexp.MustCompile(`lapse_svc_\S+`).FindString(out)
 	if code != 0 || m == "" {
