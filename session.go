@@ -38,6 +38,11 @@ type Session struct {
 	RevokedAt time.Time
 }
 
+// SessionRetention is how long a session is kept after it can no longer
+// be refreshed, for investigations; the audit log keeps its sign-in for
+// good.
+const SessionRetention = 7 * 24 * time.Hour
+
 // Valid reports whether the session's bearer token may be used at now.
 func (s Session) Valid(now time.Time) bool {
 	return s.RevokedAt.IsZero() && now.Before(s.ExpiresAt)

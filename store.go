@@ -98,8 +98,10 @@ type Tx interface {
 	ReleaseClaims(ctx context.Context, owner string, now time.Time) (int, error)
 	// PutDevice stores a device's posture, replacing what was known.
 	PutDevice(ctx context.Context, d Device) error
-	// CreateSession stores a new session. A duplicate id or token hash is
-	// an error matching [ErrConflict].
+	// CreateSession stores a new session, and deletes sessions whose
+	// refresh token expired more than [SessionRetention] before
+	// s.CreatedAt. A duplicate id or token hash is an error matching
+	// [ErrConflict].
 	CreateSession(ctx context.Context, s Session) error
 	// PutIdentity stores what a sign-in said of a user, replacing what was
 	// known.

@@ -103,6 +103,19 @@ func testSessions(t *testing.T, s lapse.Store) {
 		}
 		return nil
 	})
+	// A session created much later prunes those that ended more than the
+	// retention before it: s3 (refresh expired at t0+1h), not s1.
+	later := t0.Add(time.Hour + lapse.SessionRetention + time.Minute)
+	inTx(t, s, func(ctx context.Context, tx lapse.Tx) error {
+		return tx.CreateSession(ctx, lapse.Session{ID: "s4", TokenHash: lapse.HashToken("tok4"), RefreshHash: lapse.HashToken("ref4"),
+			User: "bob", Client: "web", CreatedAt: later, ExpiresAt: later.Add(time.Hour), RefreshExpiresAt: later.Add(time.Hour)})
+	})
+	if _, err := s.SessionByToken(ctx, other.TokenHash); !errors.Is(err, lapse.ErrNotFound) {
+		t.Errorf("a session past its retention: %v, want pruned", err)
+	}
+	if _, err := s.SessionByToken(ctx, rotated.TokenHash); err != nil {
+		t.Errorf("a session within its retention was pruned: %v", err)
+	}
 }
 
 func testServiceAccounts(t *testing.T, s lapse.Store) {

@@ -88,6 +88,12 @@ func (t *tx) CreateSession(ctx context.Context, s lapse.Session) error {
 	if err != nil {
 		return fmt.Errorf("create session: %w", err)
 	}
+	var e encoder
+	if cutoff := e.time(s.CreatedAt.Add(-lapse.SessionRetention)); cutoff != nil {
+		if _, err := t.db.ExecContext(ctx, t.d.sql(`DELETE FROM sessions WHERE refresh_expires_at < ?`), cutoff); err != nil {
+			return fmt.Errorf("delete old sessions: %w", err)
+		}
+	}
 	res, err := t.db.ExecContext(ctx, t.d.sql(`INSERT INTO sessions (`+sessionColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`), vals...)
 	if err != nil {

@@ -25,6 +25,8 @@ CREATE TABLE sessions (
 
 CREATE INDEX sessions_user ON sessions (user_name);
 CREATE INDEX sessions_prev_refresh ON sessions (prev_refresh_hash);
+-- Pruning sessions that ended long ago.
+CREATE INDEX sessions_refresh_expires ON sessions (refresh_expires_at);
 
 -- What each user's last sign-in said: their groups, for decisions about
 -- their grants made while no session of theirs is at hand.
