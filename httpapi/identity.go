@@ -2,10 +2,10 @@ package httpapi
 
 import (
 	"errors"
-	"fmt"
 	"html/template"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lapse-access/lapse"
@@ -96,12 +96,11 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		HttpOnly: true, Secure: s.Identity.SecureCookies, SameSite: http.SameSiteLaxMode})
 	if e := q.Get("error"); e != "" {
 		// The provider refused; drop the pending sign-in with it.
-		_, err := s.Identity.FinishLogin(r.Context(), q.Get("state"), "", "")
-		var le *identity.LoginError
-		if errors.As(err, &le) {
-			s.Logger.Info("provider refused sign-in", "error", e)
+		msg := strings.TrimSpace(e + " " + q.Get("error_description"))
+		if len(msg) > 300 {
+			msg = msg[:300]
 		}
-		s.loginError(w, r, fmt.Errorf("the identity provider refused the sign-in: %s %s: %w", e, q.Get("error_description"), lapse.ErrUnauthenticated))
+		s.loginError(w, r, s.Identity.AbortLogin(r.Context(), q.Get("state"), msg))
 		return
 	}
 	c, _ := r.Cookie(loginCookie)

@@ -197,6 +197,23 @@ func (s *Service) FinishLogin(ctx context.Context, state, code, browser string) 
 	return LoginResult{Token: tok, ExpiresAt: ss.ExpiresAt, ReturnTo: l.ReturnTo, User: ss.User}, nil
 }
 
+// AbortLogin ends a sign-in that the provider refused (its callback
+// carried an error): the pending sign-in is dropped and the refusal
+// audited with the provider's words.
+func (s *Service) AbortLogin(ctx context.Context, state, providerError string) error {
+	if s.OIDC == nil {
+		return lapse.NotFoundf("single sign-on is not configured on this server")
+	}
+	err := s.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		_, err := tx.TakePendingLogin(ctx, lapse.HashToken(state))
+		return err
+	})
+	if err != nil && !errors.Is(err, lapse.ErrNotFound) {
+		return err
+	}
+	return s.refuse(ctx, "the identity provider refused the sign-in: "+providerError)
+}
+
 // refuse audits a refused sign-in and returns it as a [*LoginError].
 func (s *Service) refuse(ctx context.Context, msg string) error {
 	ev := lapse.NewAuditEvent(lapse.EvLoginRefused, "anonymous", "", lapse.Request{}, map[string]any{"reason": msg}, s.now())
