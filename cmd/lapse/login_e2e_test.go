@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -199,8 +200,19 @@ func TestLoginEndToEnd(t *testing.T) {
 	if err := f.save(path); err != nil {
 		t.Fatal(err)
 	}
-	if out, code := runEnv(t, env, "whoami"); code != 0 {
-		t.Fatalf("whoami with an expired session token: %d %s", code, out)
+	// Several commands at once refresh once: a refresh token used twice
+	// would revoke the session.
+	var wg sync.WaitGroup
+	outs := make([]string, 4)
+	codes := make([]int, 4)
+	for i := range outs {
+		wg.Go(func() { outs[i], codes[i] = runEnv(t, env, "whoami") })
+	}
+	wg.Wait()
+	for i := range outs {
+		if codes[i] != 0 {
+			t.Fatalf("whoami %d with an expired session token: %d %s", i, codes[i], outs[i])
+		}
 	}
 	var g sessionFile
 	b, _ = os.ReadFile(path)

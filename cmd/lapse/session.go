@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/lapse-access/lapse"
@@ -112,24 +113,8 @@ func (g *globals) sessionClient(server string) (*client.Client, error) {
 	if !ok {
 		return nil, fmt.Errorf("no token: pass --token, set LAPSE_TOKEN, or sign in with lapse login (server %s)", server)
 	}
-	now := time.Now()
-	if now.Add(refreshMargin).After(s.ExpiresAt) {
-		if !now.Before(s.RefreshExpiresAt) {
-			return nil, fmt.Errorf("your session with %s ended at %s; sign in again with lapse login", server, s.RefreshExpiresAt.Local().Format(time.RFC1123))
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		t, err := client.New(server, "").Refresh(ctx, s.RefreshToken)
-		if err != nil {
-			if errors.Is(err, lapse.ErrUnauthenticated) {
-				delete(f.Sessions, server)
-				_ = f.save(path)
-			}
-			return nil, fmt.Errorf("refresh the session: %w", err)
-		}
-		s.Tokens = t
-		f.Sessions[server] = s
-		if err := f.save(path); err != nil {
+	if time.Now().Add(refreshMargin).After(s.ExpiresAt) {
+		if s, err = refreshSession(server, path); err != nil {
 			return nil, err
 		}
 	}
@@ -143,4 +128,51 @@ func (g *globals) sessionClient(server string) (*client.Client, error) {
 		return t.Token, nil
 	}
 	return c, nil
+}
+
+// refreshSession rotates the stored session of server. It holds a lock on
+// the session file meanwhile and reads the file again under it, so that
+// several lapse processes refresh once: a refresh token used twice would
+// revoke the session.
+func refreshSession(server, path string) (storedSession, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return storedSession{}, fmt.Errorf("lock session: %w", err)
+	}
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return storedSession{}, fmt.Errorf("lock session: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return storedSession{}, fmt.Errorf("lock session: %w", err)
+	}
+	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }()
+	f, _, err := loadSessions()
+	if err != nil {
+		return storedSession{}, err
+	}
+	s, ok := f.Sessions[server]
+	if !ok {
+		return storedSession{}, fmt.Errorf("no token: pass --token, set LAPSE_TOKEN, or sign in with lapse login (server %s)", server)
+	}
+	now := time.Now()
+	if !now.Add(refreshMargin).After(s.ExpiresAt) {
+		return s, nil // another process refreshed it
+	}
+	if !now.Before(s.RefreshExpiresAt) {
+		return storedSession{}, fmt.Errorf("your session with %s ended at %s; sign in again with lapse login", server, s.RefreshExpiresAt.Local().Format(time.RFC1123))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	t, err := client.New(server, "").Refresh(ctx, s.RefreshToken)
+	if err != nil {
+		if errors.Is(err, lapse.ErrUnauthenticated) {
+			delete(f.Sessions, server)
+			_ = f.save(path)
+		}
+		return storedSession{}, fmt.Errorf("refresh the session: %w", err)
+	}
+	s.Tokens = t
+	f.Sessions[server] = s
+	return s, f.save(path)
 }
