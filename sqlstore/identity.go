@@ -94,15 +94,9 @@ func (t *tx) CreateSession(ctx context.Context, s lapse.Session) error {
 			return fmt.Errorf("delete old sessions: %w", err)
 		}
 	}
-	res, err := t.db.ExecContext(ctx, t.d.sql(`INSERT INTO sessions (`+sessionColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`), vals...)
-	if err != nil {
-		return fmt.Errorf("create session: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("create session: %w", err)
-	} else if n == 0 {
-		return lapse.Conflictf("session %s already exists", s.ID)
+	if err := t.insertOnce(ctx, "create session", lapse.Conflictf("session %s already exists", s.ID), t.d.sql(`INSERT INTO sessions (`+sessionColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`), vals...); err != nil {
+		return err
 	}
 	return nil
 }
@@ -215,15 +209,9 @@ func (t *tx) CreateServiceAccount(ctx context.Context, a lapse.ServiceAccount) e
 	if e.err != nil {
 		return fmt.Errorf("create service account: %w", e.err)
 	}
-	res, err := t.db.ExecContext(ctx, t.d.sql(`INSERT INTO service_accounts (`+serviceAccountColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`), vals...)
-	if err != nil {
-		return fmt.Errorf("create service account: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("create service account: %w", err)
-	} else if n == 0 {
-		return lapse.Conflictf("service account %s already exists (names are never reused, even after revocation)", a.Name)
+	if err := t.insertOnce(ctx, "create service account", lapse.Conflictf("service account %s already exists (names are never reused, even after revocation)", a.Name), t.d.sql(`INSERT INTO service_accounts (`+serviceAccountColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`), vals...); err != nil {
+		return err
 	}
 	return nil
 }
@@ -265,17 +253,11 @@ func (t *tx) PutPendingLogin(ctx context.Context, l lapse.PendingLogin) error {
 	if _, err := t.db.ExecContext(ctx, t.d.sql(`DELETE FROM pending_logins WHERE expires_at < ?`), created); err != nil {
 		return fmt.Errorf("delete expired logins: %w", err)
 	}
-	res, err := t.db.ExecContext(ctx, t.d.sql(`INSERT INTO pending_logins (state_hash, browser_hash, nonce, verifier, return_to,
+	if err := t.insertOnce(ctx, "put pending login", lapse.Conflictf("a sign-in with this state exists already"), t.d.sql(`INSERT INTO pending_logins (state_hash, browser_hash, nonce, verifier, return_to,
 		cli_redirect, cli_challenge, cli_state, max_age, created_at, expires_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
-		l.StateHash, l.BrowserHash, l.Nonce, l.Verifier, l.ReturnTo, l.CLIRedirect, l.CLIChallenge, l.CLIState, int64(l.MaxAge), created, expires)
-	if err != nil {
-		return fmt.Errorf("put pending login: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("put pending login: %w", err)
-	} else if n == 0 {
-		return lapse.Conflictf("a sign-in with this state exists already")
+		l.StateHash, l.BrowserHash, l.Nonce, l.Verifier, l.ReturnTo, l.CLIRedirect, l.CLIChallenge, l.CLIState, int64(l.MaxAge), created, expires); err != nil {
+		return err
 	}
 	return nil
 }
@@ -327,15 +309,9 @@ func (t *tx) PutLoginCode(ctx context.Context, c lapse.LoginCode, now time.Time)
 	if _, err := t.db.ExecContext(ctx, t.d.sql(`DELETE FROM login_codes WHERE expires_at < ?`), at); err != nil {
 		return fmt.Errorf("delete expired login codes: %w", err)
 	}
-	res, err := t.db.ExecContext(ctx, t.d.sql(`INSERT INTO login_codes (code_hash, challenge, session_json, expires_at)
-		VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`), c.CodeHash, c.Challenge, body, expires)
-	if err != nil {
-		return fmt.Errorf("put login code: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("put login code: %w", err)
-	} else if n == 0 {
-		return lapse.Conflictf("login code exists already")
+	if err := t.insertOnce(ctx, "put login code", lapse.Conflictf("login code exists already"), t.d.sql(`INSERT INTO login_codes (code_hash, challenge, session_json, expires_at)
+		VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`), c.CodeHash, c.Challenge, body, expires); err != nil {
+		return err
 	}
 	return nil
 }
@@ -404,6 +380,23 @@ func (t *tx) PutIdentity(ctx context.Context, id lapse.Identity) error {
 			subject = excluded.subject, seen_at = excluded.seen_at`), id.User, g, id.Issuer, id.Subject, seen)
 	if err != nil {
 		return fmt.Errorf("put identity %s: %w", id.User, err)
+	}
+	return nil
+}
+
+// insertOnce runs an INSERT ... ON CONFLICT DO NOTHING and returns
+// conflict when it inserted nothing; what names the step in errors.
+func (t *tx) insertOnce(ctx context.Context, what string, conflict error, query string, args ...any) error {
+	res, err := t.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if n == 0 {
+		return conflict
 	}
 	return nil
 }
