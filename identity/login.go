@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -458,4 +459,21 @@ func (s *Service) Sessions(ctx context.Context, p lapse.Principal, user string) 
 		return err
 	})
 	return out, err
+}
+
+// LocalSession signs a browser in with a local user's static token (the
+// web UI's "sign in with an API token"): it returns a web session token
+// for the cookie, so that the static token itself is never kept in the
+// browser and logging out revokes the session. Only local users' tokens
+// are accepted.
+func (s *Service) LocalSession(ctx context.Context, static string) (LoginResult, error) {
+	u, ok := s.local[sha256.Sum256([]byte(strings.TrimSpace(static)))]
+	if !ok {
+		return LoginResult{}, s.refuse(ctx, "unknown API token")
+	}
+	tok, _, ss, err := s.createSession(ctx, lapse.Session{User: u.Name, Groups: slices.Clone(u.Groups), Issuer: "local", Subject: u.Name, Client: "web"})
+	if err != nil {
+		return LoginResult{}, err
+	}
+	return LoginResult{Token: tok, ExpiresAt: ss.ExpiresAt, ReturnTo: "/", User: ss.User}, nil
 }

@@ -205,3 +205,32 @@ func TestSessionExpires(t *testing.T) {
 		t.Errorf("a wrong session token: %v, want 401", err)
 	}
 }
+
+func TestLocalSession(t *testing.T) {
+	s := newStack(t)
+	res, err := s.ids.LocalSession(t.Context(), "tok-carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(res.Token, "lapse_s_") || res.User != "carol" {
+		t.Fatalf("local session = %+v", res)
+	}
+	w, err := s.client(res.Token).Whoami(t.Context())
+	if err != nil || w.Name != "carol" || !w.Admin || w.Session == "" {
+		t.Fatalf("whoami = %+v, %v", w, err)
+	}
+	if err := s.ids.LogoutToken(t.Context(), res.Token); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.client(res.Token).Whoami(t.Context()); !errors.Is(err, lapse.ErrUnauthenticated) {
+		t.Errorf("after logout: %v", err)
+	}
+	if _, err := s.client("tok-carol").Whoami(t.Context()); err != nil {
+		t.Errorf("the static token itself still works: %v", err)
+	}
+	for _, bad := range []string{"", "nope", res.Token} {
+		if _, err := s.ids.LocalSession(t.Context(), bad); !errors.Is(err, lapse.ErrUnauthenticated) {
+			t.Errorf("LocalSession(%q): %v, want refused", bad, err)
+		}
+	}
+}
