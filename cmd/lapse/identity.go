@@ -27,6 +27,9 @@ func newIdentity(cfg *config.Config, store lapse.Store, clock lapse.Clock, logge
 		}
 		redirect := o.RedirectURL
 		if redirect == "" {
+			if !isLoopback(addr) {
+				return nil, fmt.Errorf("oidc.redirect_url is required when listening on %s: the URL the identity provider sends browsers back to, e.g. https://lapse.example.com/auth/callback", addr)
+			}
 			redirect = "http://" + addr.String() + "/auth/callback"
 		}
 		s.SessionTTL, s.RefreshTTL = o.SessionTTL, o.RefreshTTL
