@@ -20,7 +20,7 @@ type OIDC struct {
 	ClientSecretEnv  string
 	ClientSecretFile string
 	// RedirectURL is Lapse's /auth/callback as the provider knows it;
-	// default http://LISTEN/auth/callback.
+	// required unless Lapse listens on loopback (then http://LISTEN/auth/callback).
 	RedirectURL string
 	// Scopes are asked for besides openid; default email, profile.
 	Scopes []string
