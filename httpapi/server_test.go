@@ -196,7 +196,7 @@ func TestAuthorizationRules(t *testing.T) {
 		t.Fatalf("check token: %+v %v", chk, err)
 	}
 	_, err = dave.Check(ctx, api.CheckRequest{User: "alice", Resource: "db", Role: "admin"})
-	wantStatus(t, err, 403, "only admins may check")
+	wantStatus(t, err, 403, "only admins and auditors may check")
 	rv, err := carol.Revoke(ctx, p.ID, "audit finding")
 	if err != nil || rv.State != lapse.StateEnded || rv.EndReason != lapse.EndRevoked {
 		t.Fatalf("admin revoke: %+v %v", rv, err)

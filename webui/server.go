@@ -47,6 +47,12 @@ type Config struct {
 	// shared by the replicas behind one name. Empty means a random key,
 	// so that forms rendered before a restart are refused after it.
 	CSRFKey []byte
+	// Exchange, if set, turns a pasted API token into the token the
+	// session cookie holds (a server-side session that signing out
+	// revokes) and its expiry; an error matching [lapse.ErrUnauthenticated]
+	// means the token is not valid. Without it the cookie holds the pasted
+	// token itself, verified by Auth.
+	Exchange func(ctx context.Context, token string) (session string, expires time.Time, err error)
 	// SSOLoginURL, if set, is where the sign-in page's "Sign in with SSO"
 	// link points (e.g. /auth/login).
 	SSOLoginURL string

@@ -255,7 +255,15 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		s.renderSignin(w, r, http.StatusBadRequest, next, "That is not an API token.")
 		return
 	}
-	p, err := s.authenticate(r, token)
+	cookie, expires := token, s.now().Add(s.cfg.SessionTTL)
+	var err error
+	if s.cfg.Exchange != nil {
+		cookie, expires, err = s.cfg.Exchange(r.Context(), token)
+	}
+	var p lapse.Principal
+	if err == nil {
+		p, err = s.authenticate(r, cookie)
+	}
 	switch {
 	case errors.Is(err, lapse.ErrUnauthenticated):
 		s.cfg.Logger.Info("sign-in refused", "client", r.RemoteAddr)
@@ -267,7 +275,7 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Logger.Info("signed in", "user", p.Name, "client", r.RemoteAddr)
-	s.SetSession(w, r, token, s.now().Add(s.cfg.SessionTTL))
+	s.SetSession(w, r, cookie, expires)
 	http.SetCookie(w, &http.Cookie{Name: signinCookie, Value: "", Path: "/signin", MaxAge: -1, HttpOnly: true, Secure: s.secure(r), SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }

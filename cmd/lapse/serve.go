@@ -15,7 +15,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,6 +29,7 @@ import (
 	"github.com/lapse-access/lapse/connector/token"
 	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/httpapi"
+	"github.com/lapse-access/lapse/identity"
 	"github.com/lapse-access/lapse/metrics"
 	"github.com/lapse-access/lapse/monitor"
 	"github.com/lapse-access/lapse/reconcile"
@@ -126,17 +126,17 @@ func serve(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error {
 		cfg.Server.Listen = f.listen
 	}
 
-	app, err := openApp(ctx, cfg, logger)
-	if err != nil {
-		return err
-	}
-	defer app.Close()
-
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	url := "http://" + ln.Addr().String()
+	app, err := openApp(ctx, cfg, logger, ln.Addr())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer app.Close()
 	logger.Info("policies", "hash", app.decider.p.Load().Hash(), "count", app.decider.p.Load().Len(), "folder", cfg.Policies)
 	logger.Info("serving", "addr", ln.Addr().String(), "data_dir", cfg.Server.DataDir, "resources", len(cfg.Resources), "users", len(cfg.Users))
 	if demo != nil {
@@ -164,7 +164,7 @@ type app struct {
 	sinks     []*sink.Worker
 }
 
-func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
+func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, addr net.Addr) (_ *app, err error) {
 	dir := cfg.Server.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -249,16 +249,22 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		Sealer: box, Clock: clock, Owner: "local", PendingTTL: cfg.Server.PendingTTL, PostureMaxAge: cfg.Server.PostureMaxAge,
 		Logger: logger.With("system", "broker"),
 	}
-	users := map[[32]byte]lapse.Principal{}
-	byName := map[string]lapse.Principal{}
-	for _, u := range cfg.Users {
-		admin := slices.ContainsFunc(u.Groups, func(g string) bool { return slices.Contains(cfg.AdminGroups, g) })
-		users[u.TokenSHA256] = lapse.Principal{Name: u.Name, Groups: u.Groups, Admin: admin}
-		byName[u.Name] = users[u.TokenSHA256]
+	ids, err := newIdentity(cfg, store, clock, logger, addr)
+	if err != nil {
+		return nil, err
 	}
-	b.Directory = func(name string) (lapse.Principal, bool) {
-		p, ok := byName[name]
-		return p, ok
+	ids.GroupsChanged = func(ctx context.Context, user string) {
+		n, err := b.Reevaluate(ctx, func(r lapse.Request) bool { return r.User == user })
+		if err != nil {
+			logger.Error("re-evaluate after a group change", "user", user, "err", err)
+		} else if n > 0 {
+			logger.Info("grants revoked after a group change", "user", user, "revoked", n)
+		}
+	}
+	b.Directory = ids.Directory
+	users := map[[32]byte]bool{}
+	for _, u := range cfg.Users {
+		users[u.TokenSHA256] = true
 	}
 	integrations := map[[32]byte]lapse.Principal{}
 	for _, u := range cfg.Integrations {
@@ -328,9 +334,31 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		}
 		return ""
 	}
-	auth := httpapi.NewStaticTokens(users)
+	ssoURL := ""
+	if ids.SSO() {
+		ssoURL = identity.LoginURL("", 0)
+	}
 	ui, err := webui.New(webui.Config{
-		Broker: b, Auth: auth, Loopback: loopback(cfg.Server.Listen),
+		Broker: b, Auth: ids, Loopback: loopback(cfg.Server.Listen),
+		// A pasted API token becomes a web session: the static token never
+		// sits in the browser, and signing out revokes the session.
+		Exchange: func(ctx context.Context, token string) (string, time.Time, error) {
+			res, err := ids.LocalSession(ctx, token)
+			return res.Token, res.ExpiresAt, err
+		},
+		SSOLoginURL: ssoURL,
+		Logout:      ids.LogoutToken,
+		StepUp: func(r *http.Request, err error) string {
+			var su *lapse.StepUpError
+			if !errors.As(err, &su) || !ids.SSO() {
+				return ""
+			}
+			back := "/"
+			if r.Method == http.MethodGet {
+				back = identity.LocalPath(r.URL.RequestURI())
+			}
+			return identity.LoginURL(back, su.MaxAge)
+		},
 		// Derived from the seal key, so that replicas sharing it accept
 		// each other's forms, and forms survive a restart.
 		CSRFKey:  deriveKey(sealKey, "lapse web ui csrf"),
@@ -348,7 +376,7 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *a
 		UI:           ui,
 		SSH:          authorities,
 		Integrations: httpapi.NewStaticTokens(integrations),
-		Broker:       b, Auth: auth, Tokens: tokenVerifier{tokens},
+		Broker:       b, Auth: ids, Identity: ids, Tokens: tokenVerifier{tokens},
 		Logger: logger.With("system", "http"), ParseDuration: config.ParseDuration,
 		Ready: func(ctx context.Context) error {
 			_, _, err := store.NextDue(ctx)
