@@ -36,6 +36,13 @@ const (
 	EvApprovalRefused  = "request.approval_refused"
 	EvExtensionRefused = "grant.extension_refused"
 	EvOrphanRemoved    = "reconcile.orphan_removed"
+	EvLogin            = "session.login"
+	EvLoginRefused     = "session.login_refused"
+	EvLogout           = "session.logout"
+	EvSessionRevoked   = "session.revoked"
+	EvGroupsChanged    = "user.groups_changed"
+	EvTokenCreated     = "token.created"
+	EvTokenRevoked     = "token.revoked"
 )
 
 // AuditEvent is one record of the append-only audit log. Events form a hash

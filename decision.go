@@ -44,6 +44,10 @@ type Decision struct {
 	// Flags are labels the deciding policies attach to an allowed outcome
 	// for the audit log, e.g. "break-glass".
 	Flags []string
+	// StepUp, when positive, says that the denial is lifted by a second
+	// factor presented within StepUp: every policy that denied carries a
+	// @step_up annotation, and StepUp is the shortest of them.
+	StepUp time.Duration
 }
 
 // Decider decides by policy. Implementations deny by default and are pure:

@@ -11,7 +11,20 @@ type Principal struct {
 	Groups []string
 	// Admin principals may see every request and revoke any grant.
 	Admin bool
+	// Auditor principals may read every request and the whole audit log,
+	// and change nothing.
+	Auditor bool
+	// Service is set for service accounts (machine identities).
+	Service bool
+	// Session is the id of the sign-in session the caller authenticated
+	// with; empty for static and service tokens.
+	Session string
+	// MFA is what is known of the caller's second factor.
+	MFA MFASignals
 }
+
+// ReadsAll reports whether p may read every request and audit record.
+func (p Principal) ReadsAll() bool { return p.Admin || p.Auditor }
 
 // InAny reports whether p belongs to at least one of groups.
 func (p Principal) InAny(groups []string) bool {

@@ -66,6 +66,18 @@ type Reader interface {
 	// SinkCursor returns the sequence number of the last audit event
 	// delivered to the named export sink, 0 when none was.
 	SinkCursor(ctx context.Context, sink string) (int64, error)
+	// SessionByToken returns the session whose TokenHash is hash (revoked
+	// and expired ones included), or an error matching [ErrNotFound].
+	SessionByToken(ctx context.Context, hash string) (Session, error)
+	// ServiceAccountByToken returns the service account whose TokenHash is
+	// hash (revoked ones included), or an error matching [ErrNotFound].
+	ServiceAccountByToken(ctx context.Context, hash string) (ServiceAccount, error)
+	// ListServiceAccounts returns every service account, revoked ones
+	// included, by name.
+	ListServiceAccounts(ctx context.Context) ([]ServiceAccount, error)
+	// GetIdentity returns what the last sign-in said of user, or an error
+	// matching [ErrNotFound].
+	GetIdentity(ctx context.Context, user string) (Identity, error)
 }
 
 // Tx is one read-write transaction. Its methods must not be used after the
@@ -110,6 +122,42 @@ type Tx interface {
 	// event up to seq. Moving a cursor backwards is an error matching
 	// [ErrConflict].
 	SetSinkCursor(ctx context.Context, sink string, seq int64) error
+	// CreateSession stores a new session, and deletes sessions whose
+	// refresh token expired more than [SessionRetention] before
+	// s.CreatedAt. A duplicate id or token hash is an error matching
+	// [ErrConflict].
+	CreateSession(ctx context.Context, s Session) error
+	// PutIdentity stores what a sign-in said of a user, replacing what was
+	// known.
+	PutIdentity(ctx context.Context, id Identity) error
+	// SessionByRefresh returns the session whose RefreshHash or
+	// PrevRefreshHash is hash, or an error matching [ErrNotFound].
+	SessionByRefresh(ctx context.Context, hash string) (Session, error)
+	// UpdateSession stores s over the session with its id (token hashes,
+	// expiry, revocation), or returns an error matching [ErrNotFound].
+	UpdateSession(ctx context.Context, s Session) error
+	// ListSessions returns the unrevoked sessions of user whose refresh
+	// token has not expired at now.
+	ListSessions(ctx context.Context, user string, now time.Time) ([]Session, error)
+	// CreateServiceAccount stores a new service account. An existing one of
+	// that name, even revoked, is an error matching [ErrConflict].
+	CreateServiceAccount(ctx context.Context, a ServiceAccount) error
+	// RevokeServiceAccount marks the named account revoked at at, or
+	// returns an error matching [ErrNotFound] (no such account) or
+	// [ErrConflict] (already revoked).
+	RevokeServiceAccount(ctx context.Context, name string, at time.Time) (ServiceAccount, error)
+	// PutPendingLogin stores a sign-in in progress and deletes those that
+	// expired before l.CreatedAt.
+	PutPendingLogin(ctx context.Context, l PendingLogin) error
+	// TakePendingLogin returns and deletes the sign-in with stateHash, or
+	// returns an error matching [ErrNotFound].
+	TakePendingLogin(ctx context.Context, stateHash string) (PendingLogin, error)
+	// PutLoginCode stores a one-time code and deletes codes that expired
+	// before now.
+	PutLoginCode(ctx context.Context, c LoginCode, now time.Time) error
+	// TakeLoginCode returns and deletes the code with codeHash, or returns
+	// an error matching [ErrNotFound].
+	TakeLoginCode(ctx context.Context, codeHash string) (LoginCode, error)
 }
 
 // Store persists requests and the audit log.

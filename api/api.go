@@ -165,9 +165,17 @@ type Role struct {
 
 // Whoami is the caller as Lapse sees them.
 type Whoami struct {
-	Name   string   `json:"name"`
-	Groups []string `json:"groups"`
-	Admin  bool     `json:"admin"`
+	Name    string   `json:"name"`
+	Groups  []string `json:"groups"`
+	Admin   bool     `json:"admin"`
+	Auditor bool     `json:"auditor,omitempty"`
+	Service bool     `json:"service,omitempty"`
+	// Session is the id of the sign-in session in use, if any.
+	Session string `json:"session,omitempty"`
+	// MFA says whether the session has a second factor, and MFAAgeSeconds
+	// how long ago it was presented.
+	MFA           bool   `json:"mfa,omitempty"`
+	MFAAgeSeconds *int64 `json:"mfa_age_seconds,omitempty"`
 }
 
 // AuditPage is one page of audit events.
@@ -205,4 +213,9 @@ type Error struct {
 type ErrorBody struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// MaxAge is set with code step_up_required: sign in again with a
+	// second factor at most this many seconds old, then retry.
+	MaxAge int64 `json:"max_age,omitempty"`
+	// LoginURL is where a browser signs in again for step-up.
+	LoginURL string `json:"login_url,omitempty"`
 }

@@ -2,62 +2,89 @@ package auditlog
 
 import (
 	"context"
+	"sync"
 
 	"github.com/lapse-access/lapse"
 )
 
-// scanBatch is how many records the reader hands over at once.
-const scanBatch = 1000
+// Reading the log for verification, export and proofs: pages of scanPage
+// records, scanReaders of them read at once, handed over in order while
+// the caller hashes the previous ones.
+const (
+	scanPage    = 1000
+	scanReaders = 2
+)
+
+// scanResult is one page: the records with Seq in (start, start+scanPage],
+// and whether any record follows start at all.
+type scanResult struct {
+	evs  []lapse.AuditEvent
+	more bool
+	err  error
+}
 
 // scan calls fn for every record with a Seq above after, in order, while
-// another goroutine reads the next records: hashing and reading overlap.
-// It stops at fn's first error, which it returns.
+// other goroutines read the next pages. It stops at fn's first error,
+// which it returns.
 func (l *Log) scan(ctx context.Context, after int64, fn func(lapse.AuditEvent) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan []lapse.AuditEvent, 4)
-	var readErr error
+	// slots hands over each page's result channel in page order; the
+	// reads run ahead by at most scanReaders pages and the buffer.
+	slots := make(chan chan scanResult, 2*scanReaders)
+	var readers sync.WaitGroup
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer close(batches)
-		send := func(b []lapse.AuditEvent) error {
+		defer close(slots)
+		sem := make(chan struct{}, scanReaders)
+		for start := after; ; start += scanPage {
+			slot := make(chan scanResult, 1)
 			select {
-			case batches <- b:
-				return nil
+			case slots <- slot:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			readers.Go(func() {
+				defer func() { <-sem }()
+				evs, err := l.Store.ListAudit(ctx, lapse.AuditFilter{AfterSeq: start, Limit: scanPage})
+				n := 0
+				for n < len(evs) && evs[n].Seq <= start+scanPage {
+					n++
+				}
+				slot <- scanResult{evs: evs[:n], more: len(evs) > 0, err: err}
+			})
+		}
+	}()
+	err := func() error {
+		for slot := range slots {
+			var r scanResult
+			select {
+			case r = <-slot:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-		}
-		buf := make([]lapse.AuditEvent, 0, scanBatch)
-		readErr = l.Store.ScanAuditFrom(ctx, after, func(ev lapse.AuditEvent) error {
-			buf = append(buf, ev)
-			if len(buf) < scanBatch {
+			if r.err != nil {
+				return r.err
+			}
+			for _, ev := range r.evs {
+				if err := fn(ev); err != nil {
+					return err
+				}
+			}
+			if !r.more {
 				return nil
 			}
-			b := buf
-			buf = make([]lapse.AuditEvent, 0, scanBatch)
-			return send(b)
-		})
-		if readErr == nil && len(buf) > 0 {
-			readErr = send(buf)
 		}
+		return ctx.Err()
 	}()
-	var err error
-loop:
-	for b := range batches {
-		for _, ev := range b {
-			if err = fn(ev); err != nil {
-				break loop
-			}
-		}
-	}
 	cancel()
-	for range batches { // let the reader see the cancellation and stop
-	}
 	<-done
-	if err != nil {
-		return err
-	}
-	return readErr
+	readers.Wait()
+	return err
 }

@@ -59,7 +59,7 @@ func BenchmarkReevaluate10000(b *testing.B) {
 	box, _ := seal.New(make([]byte, 32))
 	sched := &expiry.Scheduler{Store: st, Target: target, Sealer: box}
 	br := &broker.Broker{Store: st, Catalog: catalog, Decider: lapsetest.CompiledPolicies(b, catalog), Executor: sched, Target: target, Sealer: box,
-		Directory: func(name string) (lapse.Principal, bool) {
+		Directory: func(_ context.Context, name string) (lapse.Principal, bool) {
 			return lapse.Principal{Name: name, Groups: []string{"eng"}}, true
 		}}
 	now := time.Now()

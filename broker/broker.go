@@ -54,7 +54,7 @@ type Broker struct {
 	PostureMaxAge time.Duration
 	// Directory, if set, returns a user's current groups, for decisions
 	// about grants made earlier (re-evaluation).
-	Directory func(name string) (lapse.Principal, bool)
+	Directory func(ctx context.Context, name string) (lapse.Principal, bool)
 	// Network, if set, turns a request's IP into network signals (country,
 	// trusted network); otherwise only the IP is known.
 	Network func(ip netip.Addr) lapse.NetworkSignals
@@ -66,6 +66,12 @@ type Broker struct {
 // and ip: the device's posture from the registry and the network. It also
 // reports whether the registry holds the device.
 func (b *Broker) signals(ctx context.Context, user, device, ip string, now time.Time) (s lapse.Signals, registered bool) {
+	return b.signalsWith(ctx, lapse.MFASignals{}, user, device, ip, now)
+}
+
+// signalsWith is signals with what is known of the caller's second factor.
+func (b *Broker) signalsWith(ctx context.Context, mfa lapse.MFASignals, user, device, ip string, now time.Time) (s lapse.Signals, registered bool) {
+	s.MFA = mfa
 	if device != "" {
 		d, err := b.Store.GetDevice(ctx, device)
 		if err != nil && !errors.Is(err, lapse.ErrNotFound) {
@@ -93,6 +99,9 @@ type Result struct {
 	Credentials *lapse.Credentials
 	Decision    *lapse.Decision
 }
+
+// Now is the broker's clock's time.
+func (b *Broker) Now() time.Time { return b.now() }
 
 func (b *Broker) now() time.Time {
 	if b.Clock == nil {
@@ -198,6 +207,9 @@ func decisionData(d lapse.Decision) map[string]any {
 }
 
 func denial(d lapse.Decision, what string) error {
+	if d.StepUp > 0 {
+		return &lapse.StepUpError{MaxAge: d.StepUp, Policies: d.Policies, Reasons: d.Reasons}
+	}
 	return lapse.Forbiddenf("%s denied by %s: %s", what, strings.Join(d.Policies, ", "), strings.Join(d.Reasons, "; "))
 }
 
@@ -235,7 +247,7 @@ func (b *Broker) Submit(ctx context.Context, p lapse.Principal, in SubmitInput) 
 	din := lapse.DecisionInput{Action: lapse.PolicyRequest, Principal: p, Resource: res, Role: role,
 		Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Now: now}
 	var registered bool
-	din.Signals, registered = b.signals(ctx, p.Name, in.Device, in.ClientIP, now)
+	din.Signals, registered = b.signalsWith(ctx, p.MFA, p.Name, in.Device, in.ClientIP, now)
 	if in.Device != "" && !registered {
 		return Result{}, lapse.Invalidf("unknown device %q: no device management integration has reported it", in.Device)
 	}
@@ -671,7 +683,7 @@ func (b *Broker) Extend(ctx context.Context, p lapse.Principal, id string, d tim
 		return Result{}, lapse.Invalidf("extension %s exceeds the maximum of %s for role %s on %s", d, role.MaxDuration, role.Name, res.Name)
 	}
 	now := b.now()
-	sig, _ := b.signals(ctx, p.Name, r.Device, r.ClientIP, now)
+	sig, _ := b.signalsWith(ctx, p.MFA, p.Name, r.Device, r.ClientIP, now)
 	din := lapse.DecisionInput{Action: lapse.PolicyExtend, Principal: p, Resource: res, Role: role, Duration: d, Reason: reason, Ticket: r.Ticket, Request: &r, Now: now,
 		Signals: sig}
 	dec := b.Decider.Decide(din)
@@ -736,7 +748,7 @@ func (b *Broker) Get(ctx context.Context, p lapse.Principal, id string) (lapse.R
 }
 
 func (b *Broker) visible(p lapse.Principal, r lapse.Request, res *lapse.Resource, role *lapse.Role) bool {
-	return p.Admin || r.User == p.Name || b.mayApprove(p, r, res, role).Allow
+	return p.ReadsAll() || r.User == p.Name || b.mayApprove(p, r, res, role).Allow
 }
 
 // ListInput selects requests for [Broker.List].
@@ -759,7 +771,7 @@ func (b *Broker) List(ctx context.Context, p lapse.Principal, in ListInput) ([]l
 			return nil, lapse.Invalidf("unknown state %q", s)
 		}
 	}
-	if !p.Admin && !in.Mine && !in.ToApprove {
+	if !p.ReadsAll() && !in.Mine && !in.ToApprove {
 		// Filter in the store before its limit, so that others' newer
 		// requests never push one's own out of the page.
 		mine, err := b.List(ctx, p, ListInput{States: in.States, Mine: true, Limit: in.Limit})
@@ -878,12 +890,12 @@ func (b *Broker) CheckGrant(ctx context.Context, id string) (lapse.Request, bool
 	return r, r.Active(b.now()), nil
 }
 
-// Audit returns audit events p may read: all for admins, else the events
-// about p.
+// Audit returns audit events p may read: all for admins and auditors,
+// else the events about p.
 func (b *Broker) Audit(ctx context.Context, p lapse.Principal, f lapse.AuditFilter) ([]lapse.AuditEvent, error) {
-	if !p.Admin {
+	if !p.ReadsAll() {
 		if f.User != "" && f.User != p.Name {
-			return nil, lapse.Forbiddenf("only admins may read other users' audit records")
+			return nil, lapse.Forbiddenf("only admins and auditors may read other users' audit records")
 		}
 		f.User = p.Name
 	}
@@ -955,9 +967,11 @@ func (b *Broker) Reevaluate(ctx context.Context, match func(lapse.Request) bool)
 		}
 		sig, _ := b.signals(ctx, r.User, r.Device, r.ClientIP, now)
 		d := b.Decider.Decide(lapse.DecisionInput{Action: lapse.PolicyRequest,
-			Principal: b.principalOf(r), Resource: res, Role: role, Duration: r.ExpiresAt.Sub(now),
+			Principal: b.principalOf(ctx, r), Resource: res, Role: role, Duration: r.ExpiresAt.Sub(now),
 			Reason: r.Reason, Ticket: r.Ticket, Request: &r, Now: now, Signals: sig})
-		if d.Allow {
+		// A step-up requirement is about the moment of asking: a grant is
+		// not taken away because the sign-in behind it grows old.
+		if d.Allow || d.StepUp > 0 {
 			continue
 		}
 		reason := "no longer permitted: " + strings.Join(d.Reasons, "; ")
@@ -974,9 +988,9 @@ func (b *Broker) Reevaluate(ctx context.Context, match func(lapse.Request) bool)
 }
 
 // principalOf is the requester of r as policy sees them now.
-func (b *Broker) principalOf(r lapse.Request) lapse.Principal {
+func (b *Broker) principalOf(ctx context.Context, r lapse.Request) lapse.Principal {
 	if b.Directory != nil {
-		if p, ok := b.Directory(r.User); ok {
+		if p, ok := b.Directory(ctx, r.User); ok {
 			return p
 		}
 	}

@@ -193,3 +193,48 @@ func TestReevaluateLeavesExpiredGrantsToTheScheduler(t *testing.T) {
 		t.Fatalf("expired grant: %s, want it left active for the scheduler", got.State)
 	}
 }
+
+// The timeline of a request is for those who may see it; approvers see its
+// lifecycle but not the requester's activity.
+func TestTimeline(t *testing.T) {
+	r := newRig(t, 1, []string{"leads"})
+	req := submit(t, r, alice)
+	if _, err := r.br.Approve(t.Context(), bob, req.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	activity := lapse.NewAuditEvent(lapse.EvActivity, "lapse", lapse.StateActive, req, map[string]string{"query": "select 1"}, r.clock.Now())
+	if err := r.st.Tx(t.Context(), func(ctx context.Context, tx lapse.Tx) error { return tx.AppendAudit(ctx, activity) }); err != nil {
+		t.Fatal(err)
+	}
+	types := func(p lapse.Principal) []string {
+		t.Helper()
+		evs, err := r.br.Timeline(t.Context(), p, req.ID)
+		if err != nil {
+			t.Fatalf("timeline for %s: %v", p.Name, err)
+		}
+		var out []string
+		for _, e := range evs {
+			if e.RequestID != req.ID {
+				t.Fatalf("timeline of %s holds a record of %s", req.ID, e.RequestID)
+			}
+			out = append(out, e.Type)
+		}
+		return out
+	}
+	want := []string{lapse.EvRequested, lapse.EvApproved, lapse.EvProvisioned, lapse.EvActivity}
+	if got := types(alice); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("alice's timeline: %v, want %v", got, want)
+	}
+	if got := types(lapse.Principal{Name: "sec", Admin: true}); len(got) != len(want) {
+		t.Fatalf("admin's timeline: %v, want %v", got, want)
+	}
+	if got := types(carol); strings.Join(got, " ") != strings.Join(want[:3], " ") {
+		t.Fatalf("approver's timeline: %v, want %v", got, want[:3])
+	}
+	if _, err := r.br.Timeline(t.Context(), mallo, req.ID); !errors.Is(err, lapse.ErrForbidden) {
+		t.Fatalf("mallory reads alice's timeline: %v, want forbidden", err)
+	}
+	if _, err := r.br.Timeline(t.Context(), alice, "nope"); !errors.Is(err, lapse.ErrNotFound) {
+		t.Fatalf("timeline of an unknown request: %v, want not found", err)
+	}
+}

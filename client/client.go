@@ -6,11 +6,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/api"
@@ -23,6 +25,11 @@ type Client struct {
 	// Token is the bearer token.
 	Token string
 	HTTP  *http.Client
+	// OnStepUp, if set, is called once when the server answers
+	// step_up_required: it signs the user in again with a second factor
+	// at most maxAge old and returns the new token, and the call is
+	// retried with it.
+	OnStepUp func(ctx context.Context, maxAge time.Duration) (token string, err error)
 }
 
 // New returns a client for server with token.
@@ -36,6 +43,18 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+	// MaxAge is set with Code step_up_required: the age in seconds the
+	// second factor may have at most.
+	MaxAge int64
+}
+
+// StepUp reports whether the server asks for a fresher second factor, and
+// how fresh.
+func (e *Error) StepUp() (time.Duration, bool) {
+	if e.Code != "step_up_required" {
+		return 0, false
+	}
+	return time.Duration(e.MaxAge) * time.Second, true
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -62,6 +81,25 @@ func (e *Error) Unwrap() error {
 // Do sends a request with an optional JSON body and decodes the JSON answer
 // into out (if not nil).
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+	err := c.do(ctx, method, path, body, out)
+	var e *Error
+	if c.OnStepUp == nil || !errors.As(err, &e) {
+		return err
+	}
+	maxAge, ok := e.StepUp()
+	if !ok {
+		return err
+	}
+	tok, serr := c.OnStepUp(ctx, maxAge)
+	if serr != nil {
+		return fmt.Errorf("%w (signing in again failed: %v)", err, serr)
+	}
+	// The refused call changed nothing; ask again once.
+	c.Token = tok
+	return c.do(ctx, method, path, body, out)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	resp, err := c.send(ctx, method, path, body)
 	if err != nil {
 		return err
@@ -119,7 +157,7 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 	}
 	var e api.Error
 	if json.Unmarshal(data, &e) == nil && e.Error.Message != "" {
-		return nil, &Error{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+		return nil, &Error{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message, MaxAge: e.Error.MaxAge}
 	}
 	return nil, &Error{Status: resp.StatusCode, Code: "http", Message: fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(data)))}
 }

@@ -28,8 +28,12 @@ type Config struct {
 	// each with its own token.
 	Integrations []User
 	AdminGroups  []string
-	Connectors   []Connector
-	Resources    []lapse.Resource
+	// AuditorGroups may read everything and change nothing.
+	AuditorGroups []string
+	// OIDC, if set, turns on single sign-on.
+	OIDC       *OIDC
+	Connectors []Connector
+	Resources  []lapse.Resource
 	// Policies is the folder of Cedar policies, if any.
 	Policies string
 	// Network says how request addresses become signals.
@@ -192,15 +196,17 @@ func Parse(file string, data []byte, types map[string]ConnectorType) (*Config, e
 		root = root.Content[0]
 	}
 	p.mapping(root, "config", map[string]func(*yaml.Node){
-		"server":       func(n *yaml.Node) { p.server(n, &cfg.Server, file) },
-		"users":        func(n *yaml.Node) { cfg.Users = p.users(n) },
-		"integrations": func(n *yaml.Node) { cfg.Integrations = p.users(n) },
-		"admin_groups": func(n *yaml.Node) { cfg.AdminGroups = p.names(n, "admin group") },
-		"connectors":   func(n *yaml.Node) { cfg.Connectors = p.connectors(n) },
-		"resources":    func(n *yaml.Node) { cfg.Resources = p.resources(n, cfg.Connectors) },
-		"network":      func(n *yaml.Node) { p.network(n, &cfg.Network, file) },
-		"audit":        func(n *yaml.Node) { p.audit(n, &cfg.Audit, file) },
-		"monitor":      func(n *yaml.Node) { p.monitor(n, &cfg.Monitor) },
+		"server":         func(n *yaml.Node) { p.server(n, &cfg.Server, file) },
+		"users":          func(n *yaml.Node) { cfg.Users = p.users(n) },
+		"integrations":   func(n *yaml.Node) { cfg.Integrations = p.users(n) },
+		"admin_groups":   func(n *yaml.Node) { cfg.AdminGroups = p.names(n, "admin group") },
+		"auditor_groups": func(n *yaml.Node) { cfg.AuditorGroups = p.names(n, "auditor group") },
+		"oidc":           func(n *yaml.Node) { cfg.OIDC = p.oidc(n) },
+		"connectors":     func(n *yaml.Node) { cfg.Connectors = p.connectors(n) },
+		"resources":      func(n *yaml.Node) { cfg.Resources = p.resources(n, cfg.Connectors) },
+		"network":        func(n *yaml.Node) { p.network(n, &cfg.Network, file) },
+		"audit":          func(n *yaml.Node) { p.audit(n, &cfg.Audit, file) },
+		"monitor":        func(n *yaml.Node) { p.monitor(n, &cfg.Monitor) },
 		"policies": func(n *yaml.Node) {
 			cfg.Policies = p.str(n)
 			if cfg.Policies != "" && !filepath.IsAbs(cfg.Policies) && file != "" {

@@ -162,6 +162,17 @@ func (s *Server) proof(w http.ResponseWriter, r *http.Request, p lapse.Principal
 	if err != nil {
 		return err
 	}
+	// Who may see the record is settled before any work: a proof reads
+	// the log up to the checkpoint.
+	evs, err := s.Audit.Store.ListAudit(r.Context(), lapse.AuditFilter{AfterSeq: seq - 1, Limit: 1})
+	if err != nil {
+		return err
+	}
+	if len(evs) == 0 || evs[0].Seq != seq || (!p.Admin && evs[0].User != p.Name) {
+		// Not found rather than forbidden: whether a record exists is
+		// itself not for everyone.
+		return lapse.NotFoundf("audit record %d not found", seq)
+	}
 	var pr auditlog.ProvenRecord
 	if size == 0 {
 		pr, err = s.Audit.ProveRecord(r.Context(), seq)
@@ -170,11 +181,6 @@ func (s *Server) proof(w http.ResponseWriter, r *http.Request, p lapse.Principal
 	}
 	if err != nil {
 		return err
-	}
-	if !p.Admin && pr.Record.User != p.Name {
-		// Not found, rather than forbidden: whether a record exists is
-		// itself not for them.
-		return lapse.NotFoundf("audit record %d not found", seq)
 	}
 	b, err := pr.Encode()
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/lapse-access/lapse/api"
 	"github.com/lapse-access/lapse/auditlog"
 	"github.com/lapse-access/lapse/broker"
+	"github.com/lapse-access/lapse/identity"
 )
 
 // MaxBody is the largest request body accepted.
@@ -69,12 +70,17 @@ type Server struct {
 	Monitor Monitor
 	Broker  *broker.Broker
 	Auth    Authenticator
-	Tokens  TokenVerifier
-	Logger  *slog.Logger
+	// Identity, if set, serves sign-in (/auth/...), sessions and service
+	// accounts.
+	Identity *identity.Service
+	Tokens   TokenVerifier
+	Logger   *slog.Logger
 	// Ready reports whether the server can serve; nil means always.
 	Ready func(ctx context.Context) error
 	// ParseDuration parses durations in bodies; time.ParseDuration if nil.
 	ParseDuration func(string) (time.Duration, error)
+	// UI, if set, serves every path that no API route claims: the web UI.
+	UI http.Handler
 }
 
 // Handler returns the routes.
@@ -122,6 +128,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/devices/{id}/posture", s.posture)
 	v1("GET /v1/ssh/krl", s.sshKRL)
 	s.monitorRoutes(mux, v1)
+	if s.UI != nil {
+		mux.Handle("/", s.UI)
+	}
+	s.identityRoutes(mux, v1)
 	mux.HandleFunc("/v1/", s.authed(func(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
 		return lapse.NotFoundf("no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
@@ -169,31 +179,54 @@ type emptyBodyError struct{}
 func (*emptyBodyError) Error() string { return "request body is empty; send a JSON object" }
 func (*emptyBodyError) Unwrap() error { return lapse.ErrInvalid }
 
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	status, code := http.StatusInternalServerError, "internal"
+// Status returns the HTTP status and the API error code of err's kind:
+// 400 for bad input, 401 (with code "step_up_required" when a fresher
+// second factor is needed), 403, 404, 409 for a refused transition or a
+// concurrent change, 410, 413, and 500 with code "internal" for anything
+// else. It is the one place where error kinds become statuses; the web UI
+// uses it too.
+func Status(err error) (status int, code string) {
+	var su *lapse.StepUpError
 	switch {
+	case errors.As(err, &su):
+		return http.StatusUnauthorized, "step_up_required"
 	case errors.Is(err, tooLarge):
-		status, code = http.StatusRequestEntityTooLarge, "too_large"
+		return http.StatusRequestEntityTooLarge, "too_large"
 	case errors.Is(err, lapse.ErrInvalid):
-		status, code = http.StatusBadRequest, "bad_request"
+		return http.StatusBadRequest, "bad_request"
 	case errors.Is(err, lapse.ErrUnauthenticated):
-		status, code = http.StatusUnauthorized, "unauthenticated"
-		w.Header().Set("WWW-Authenticate", `Bearer realm="lapse"`)
+		return http.StatusUnauthorized, "unauthenticated"
 	case errors.Is(err, lapse.ErrForbidden):
-		status, code = http.StatusForbidden, "forbidden"
+		return http.StatusForbidden, "forbidden"
 	case errors.Is(err, lapse.ErrNotFound):
-		status, code = http.StatusNotFound, "not_found"
+		return http.StatusNotFound, "not_found"
 	case errors.Is(err, lapse.ErrConflict):
-		status, code = http.StatusConflict, "conflict"
+		return http.StatusConflict, "conflict"
 	case errors.Is(err, lapse.ErrGone):
-		status, code = http.StatusGone, "gone"
+		return http.StatusGone, "gone"
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := Status(err)
+	var body api.ErrorBody
+	var su *lapse.StepUpError
+	switch {
+	case errors.As(err, &su):
+		body.MaxAge = int64(su.MaxAge / time.Second)
+		body.LoginURL = identity.LoginURL("", su.MaxAge)
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="lapse", error="insufficient_user_authentication", max_age="%d"`, body.MaxAge))
+	case status == http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="lapse"`)
 	}
 	msg := err.Error()
 	if status == http.StatusInternalServerError {
 		s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = "internal error; the server log has details"
 	}
-	writeJSON(w, status, api.Error{Error: api.ErrorBody{Code: code, Message: msg}})
+	body.Code, body.Message = code, msg
+	writeJSON(w, status, api.Error{Error: body})
 }
 
 // decode reads a JSON body strictly into v: at most MaxBody bytes, no
@@ -476,8 +509,8 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request, p lapse.Principal
 	if in.User == "" || in.Resource == "" || in.Role == "" {
 		return lapse.Invalidf("user, resource and role are required (or a token)")
 	}
-	if in.User != p.Name && !p.Admin {
-		return lapse.Forbiddenf("only admins may check another user's access")
+	if in.User != p.Name && !p.ReadsAll() {
+		return lapse.Forbiddenf("only admins and auditors may check another user's access")
 	}
 	q, ok, err := s.Broker.Check(r.Context(), in.User, in.Resource, in.Role)
 	if err != nil {
@@ -579,7 +612,13 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request, p lapse.Principa
 	if groups == nil {
 		groups = []string{}
 	}
-	writeJSON(w, http.StatusOK, api.Whoami{Name: p.Name, Groups: groups, Admin: p.Admin})
+	out := api.Whoami{Name: p.Name, Groups: groups, Admin: p.Admin, Auditor: p.Auditor, Service: p.Service, Session: p.Session,
+		MFA: p.MFA.Present == lapse.FlagTrue}
+	if out.MFA && !p.MFA.At.IsZero() && s.Broker != nil {
+		age := int64(s.Broker.Now().Sub(p.MFA.At) / time.Second)
+		out.MFAAgeSeconds = &age
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -707,15 +746,11 @@ func NewStaticTokens(users map[[32]byte]lapse.Principal) *StaticTokens {
 
 // Authenticate implements [Authenticator].
 func (s *StaticTokens) Authenticate(r *http.Request) (lapse.Principal, error) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if h == "" {
-		return lapse.Principal{}, fmt.Errorf("missing bearer token: %w", lapse.ErrUnauthenticated)
+	tok, err := identity.BearerToken(r)
+	if err != nil {
+		return lapse.Principal{}, err
 	}
-	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
-		return lapse.Principal{}, fmt.Errorf("authorization header must be 'Bearer <token>': %w", lapse.ErrUnauthenticated)
-	}
-	p, found := s.byHash[sha256.Sum256([]byte(strings.TrimSpace(tok)))]
+	p, found := s.byHash[sha256.Sum256([]byte(tok))]
 	if !found {
 		return lapse.Principal{}, fmt.Errorf("unknown token: %w", lapse.ErrUnauthenticated)
 	}

@@ -19,14 +19,11 @@ import (
 	"github.com/lapse-access/lapse"
 	"github.com/lapse-access/lapse/api"
 	"github.com/lapse-access/lapse/auditlog"
-	"github.com/lapse-access/lapse/broker"
 	"github.com/lapse-access/lapse/client"
 	"github.com/lapse-access/lapse/connector/token"
-	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/httpapi"
-	"github.com/lapse-access/lapse/lapsetest"
+	"github.com/lapse-access/lapse/lapsetest/brokertest"
 	"github.com/lapse-access/lapse/monitor"
-	"github.com/lapse-access/lapse/seal"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -49,14 +46,6 @@ var users = map[string][]string{
 
 func newStack(t testing.TB) *stack {
 	t.Helper()
-	dir := t.TempDir()
-	st := lapsetest.OpenStore(t)
-	key, err := token.LoadOrCreateKey(filepath.Join(dir, "token.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := token.New(key, "lapse-test")
-	box, _ := seal.New(make([]byte, 32))
 	catalog := &lapse.Catalog{Resources: []lapse.Resource{
 		{Name: "app", Connector: "tokens", Roles: []lapse.Role{{Name: "read", MaxDuration: 4 * time.Hour, Requesters: []string{"eng"}}}},
 		{Name: "db", Connector: "tokens", Roles: []lapse.Role{
@@ -64,32 +53,23 @@ func newStack(t testing.TB) *stack {
 			{Name: "root", MaxDuration: time.Hour, Approvals: 2, Approvers: []string{"leads"}, Requesters: []string{"eng"}},
 		}},
 	}}
-	target := func(string, string) (lapse.Connector, any, error) { return tok, nil, nil }
-	sched := &expiry.Scheduler{Store: st, Target: target, Sealer: box}
-	b := &broker.Broker{Store: st, Catalog: catalog, Decider: lapsetest.Policies{Catalog: catalog}, Executor: sched, Target: target, Sealer: box}
+	bs := brokertest.New(t, catalog)
 	principals := map[[32]byte]lapse.Principal{}
 	for name, groups := range users {
 		principals[sha256.Sum256([]byte("tok-"+name))] = lapse.Principal{Name: name, Groups: groups, Admin: name == "carol"}
 	}
 	integrations := httpapi.NewStaticTokens(map[[32]byte]lapse.Principal{sha256.Sum256([]byte("tok-mdm")): {Name: "mdm"}})
-	auditKey, err := auditlog.LoadOrCreateFileKey(filepath.Join(dir, "audit.key"), "lapse/test")
+	auditKey, err := auditlog.LoadOrCreateFileKey(filepath.Join(t.TempDir(), "audit.key"), "lapse/test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	audit := &auditlog.Log{Store: st, Keys: auditKey}
-	watcher := &monitor.Watcher{Store: st, History: &monitor.History{Store: st}}
-	b.Store = watcher.Wrap(st)
-	srv := httptest.NewServer((&httpapi.Server{Broker: b, Auth: httpapi.NewStaticTokens(principals), Integrations: integrations,
-		Tokens: verifier{tok}, Audit: audit, Monitor: watcher}).Handler())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = sched.Run(ctx) }()
-	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		<-done
-	})
-	return &stack{url: srv.URL, store: st, tok: tok, audit: audit, key: auditKey}
+	audit := &auditlog.Log{Store: bs.Store, Keys: auditKey}
+	watcher := &monitor.Watcher{Store: bs.Store, History: &monitor.History{Store: bs.Store}}
+	bs.Broker.Store = watcher.Wrap(bs.Store)
+	srv := httptest.NewServer((&httpapi.Server{Broker: bs.Broker, Auth: httpapi.NewStaticTokens(principals), Integrations: integrations,
+		Tokens: verifier{bs.Tokens}, Audit: audit, Monitor: watcher}).Handler())
+	t.Cleanup(srv.Close)
+	return &stack{url: srv.URL, store: bs.Store, tok: bs.Tokens, audit: audit, key: auditKey}
 }
 
 type verifier struct{ c *token.Connector }
@@ -109,14 +89,7 @@ func (s *stack) as(user string) *client.Client { return client.New(s.url, "tok-"
 // changes nothing.
 func (s *stack) snapshot(t testing.TB) (int, int) {
 	t.Helper()
-	rs, err := s.store.ListRequests(context.Background(), lapse.RequestFilter{Limit: 10000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs, err := s.store.ListAudit(context.Background(), lapse.AuditFilter{Limit: 100000})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs, evs := brokertest.Contents(t, s.store)
 	return len(rs), len(evs)
 }
 
@@ -223,7 +196,7 @@ func TestAuthorizationRules(t *testing.T) {
 		t.Fatalf("check token: %+v %v", chk, err)
 	}
 	_, err = dave.Check(ctx, api.CheckRequest{User: "alice", Resource: "db", Role: "admin"})
-	wantStatus(t, err, 403, "only admins may check")
+	wantStatus(t, err, 403, "only admins and auditors may check")
 	rv, err := carol.Revoke(ctx, p.ID, "audit finding")
 	if err != nil || rv.State != lapse.StateEnded || rv.EndReason != lapse.EndRevoked {
 		t.Fatalf("admin revoke: %+v %v", rv, err)

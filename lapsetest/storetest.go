@@ -53,6 +53,11 @@ func TestStore(t *testing.T, open func(t *testing.T) lapse.Store) {
 		{"Devices", testDevices},
 		{"Alerts", testAlerts},
 		{"SinkCursors", testSinkCursors},
+		{"Sessions", testSessions},
+		{"ServiceAccounts", testServiceAccounts},
+		{"PendingLogins", testPendingLogins},
+		{"LoginCodes", testLoginCodes},
+		{"Identities", testIdentities},
 		{"Concurrent", testConcurrent},
 	}
 	for _, tc := range tests {

@@ -358,6 +358,9 @@ func (e *Engine) decide(in lapse.DecisionInput) ActionDecision {
 		}
 	}
 	d.Allow = dec == cedar.Allow && len(diag.Errors) == 0
+	if !d.Allow {
+		d.StepUp = e.stepUp(diag)
+	}
 	if in.Action == lapse.PolicyAutoApprove && d.Allow {
 		// A matching Request permit that asks for approvals overrides an
 		// auto-approval.
@@ -413,4 +416,37 @@ func (e *Engine) requestApprovals(in lapse.DecisionInput) (int, []string) {
 		}
 	}
 	return n, ids
+}
+
+// stepUp returns the shortest @step_up of the policies that denied, or 0
+// when one of them has none (or nothing forbade): only then would a fresh
+// second factor lift the denial.
+func (e *Engine) stepUp(diag cedar.Diagnostic) time.Duration {
+	var min time.Duration
+	n := 0
+	note := func(id cedar.PolicyID) bool {
+		c := e.byID[id]
+		if c == nil || c.stepUp == 0 {
+			return false
+		}
+		if min == 0 || c.stepUp < min {
+			min = c.stepUp
+		}
+		n++
+		return true
+	}
+	for _, er := range diag.Errors {
+		if !note(er.PolicyID) {
+			return 0
+		}
+	}
+	for _, r := range diag.Reasons {
+		if c := e.byID[r.PolicyID]; c != nil && c.forbid && !note(r.PolicyID) {
+			return 0
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return min
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
@@ -87,6 +88,9 @@ type compiled struct {
 	said      string
 	flag      string
 	approvals int
+	// stepUp is the @step_up age: a denial by this policy is lifted by a
+	// second factor that recent.
+	stepUp time.Duration
 	// actions is a bit per action index that the scope admits.
 	actions uint8
 	// scope and target narrow the roles the policy can apply to.
@@ -96,7 +100,7 @@ type compiled struct {
 	ctxKeys uint8
 }
 
-var knownAnnotations = []string{"id", "reason", "flag", "approvals"}
+var knownAnnotations = []string{"id", "reason", "flag", "approvals", "step_up"}
 
 var parsePos = regexp.MustCompile(`at <input>:(\d+):(\d+)`)
 
@@ -208,6 +212,12 @@ func compile(v *validate.Validator, pol *cedar.Policy, id string) (*compiled, []
 				problem("@approvals(%q) is not a number from 1 to 100", val)
 			}
 			c.approvals = n
+		case "step_up":
+			d, err := time.ParseDuration(val)
+			if err != nil || d < time.Second || d > 24*time.Hour {
+				problem("@step_up(%q) is not a duration from 1s to 24h, such as \"5m\"", val)
+			}
+			c.stepUp = d
 		default:
 			problem("unknown annotation @%s (known: @%s)", an.Key, strings.Join(knownAnnotations, ", @"))
 		}

@@ -12,17 +12,23 @@
 // Times are stored as integer Unix nanoseconds, a zero time as NULL; they
 // read back in UTC. Approvals and a pending extension are stored as JSON
 // text. The audit table numbers records from 1 without gaps and chains them
-// by hash (see [lapse.AuditEvent]); triggers refuse updates and deletes. The
-// secrets table holds credentials only as the caller sealed them.
+// by hash (see [lapse.AuditEvent]); triggers refuse updates and deletes.
+// The audit_tree table's one row is the RFC 6962 Merkle tree over the
+// records (size, last hash, compact range), moved in the same transaction
+// as every append; a write transaction reads it first, locking the row
+// where the dialect has several writers, so the log has one sequence with
+// no gaps and no forks. audit_checkpoints holds the signed checkpoints,
+// append-only. The secrets table holds credentials only as the caller
+// sealed them.
 //
 // # Concurrency
 //
 // With SQLite, write transactions run one at a time on one connection, so
 // they never fail with SQLITE_BUSY under load from many goroutines; reads
 // outside a transaction run in parallel on read-only connections and see the
-// last committed state. The head of the audit log is cached between write
+// last committed state. The audit tree is cached between write
 // transactions and dropped whenever one fails, so appending costs one insert
-// per record.
+// per record and one update of the tree's row per transaction.
 //
 // With PostgreSQL, several servers write at once and nothing is cached
 // between transactions: the database serializes them. UpdateRequest's

@@ -27,6 +27,24 @@ type globals struct {
 }
 
 func (g *globals) client() (*client.Client, error) {
+	server := g.serverURL()
+	token := g.token
+	if token == "" {
+		token = os.Getenv("LAPSE_TOKEN")
+	}
+	if g.output != "text" && g.output != "json" {
+		return nil, fmt.Errorf("--output must be text or json, got %q", g.output)
+	}
+	if token == "" {
+		// The session of `lapse login`, refreshed when due.
+		return g.sessionClient(server)
+	}
+	return client.New(server, token), nil
+}
+
+// serverURL is --server, LAPSE_SERVER or the default, without a trailing
+// slash.
+func (g *globals) serverURL() string {
 	server := g.server
 	if server == "" {
 		server = os.Getenv("LAPSE_SERVER")
@@ -34,17 +52,7 @@ func (g *globals) client() (*client.Client, error) {
 	if server == "" {
 		server = "http://127.0.0.1:8080"
 	}
-	token := g.token
-	if token == "" {
-		token = os.Getenv("LAPSE_TOKEN")
-	}
-	if token == "" {
-		return nil, errors.New("no token: pass --token or set LAPSE_TOKEN")
-	}
-	if g.output != "text" && g.output != "json" {
-		return nil, fmt.Errorf("--output must be text or json, got %q", g.output)
-	}
-	return client.New(server, token), nil
+	return strings.TrimRight(server, "/")
 }
 
 func (g *globals) json() bool { return g.output == "json" }
@@ -543,11 +551,29 @@ func newWhoami(g *globals) *cobra.Command {
 	return fetch(g, cmd, func(ctx context.Context, c *client.Client, _ []string) (api.Whoami, error) {
 		return c.Whoami(ctx)
 	}, func(w api.Whoami) error {
+		var tags []string
+		for _, t := range []struct {
+			on   bool
+			name string
+		}{{w.Admin, "admin"}, {w.Auditor, "auditor"}, {w.Service, "service account"}} {
+			if t.on {
+				tags = append(tags, t.name)
+			}
+		}
 		admin := ""
-		if w.Admin {
-			admin = " (admin)"
+		if len(tags) > 0 {
+			admin = " (" + strings.Join(tags, ", ") + ")"
 		}
 		fmt.Fprintf(g.stdout, "%s%s, groups: %s\n", w.Name, admin, strings.Join(w.Groups, ", "))
+		if w.Session != "" {
+			mfa := "no second factor"
+			if w.MFA && w.MFAAgeSeconds != nil {
+				mfa = fmt.Sprintf("second factor %s ago", time.Duration(*w.MFAAgeSeconds)*time.Second)
+			} else if w.MFA {
+				mfa = "second factor"
+			}
+			fmt.Fprintf(g.stdout, "signed in (session %s, %s)\n", w.Session, mfa)
+		}
 		return nil
 	})
 }

@@ -57,7 +57,12 @@ Resources (built-in token connector):
   demo-app   role read   up to 8h, approved automatically
   orders-db  role admin  up to 2h, needs one approval from leads (bob)
 
-In another terminal, build the CLI and try it:
+Web UI: open %[1]s/ in a browser
+and sign in by pasting one of the tokens above: alice to ask for access,
+then, in another browser or a private window, bob to approve; carol sees
+and revokes every active grant.
+
+Or, in another terminal, build the CLI and try it:
   go build -o lapse ./cmd/lapse
   export LAPSE_SERVER=%[1]s
 

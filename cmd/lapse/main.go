@@ -64,6 +64,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newRequest(g), newLs(g), newShow(g), newApprove(g), newDeny(g), newCancel(g), newRelease(g),
 		newRevoke(g), newExtend(g), newCredentials(g), newSSHCert(g), newCheck(g), newAudit(g), newWhoami(g), newResources(g),
 		newConfig(g), newPolicy(g), newEvidence(g), newReport(g), newAlerts(g), newActivity(g),
+		newLogin(g), newLogout(g), newTokenCmd(g),
 	)
 	return root
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,7 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/lapse-access/lapse/connector/token"
 	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/httpapi"
+	"github.com/lapse-access/lapse/identity"
 	"github.com/lapse-access/lapse/metrics"
 	"github.com/lapse-access/lapse/monitor"
 	"github.com/lapse-access/lapse/reconcile"
@@ -35,6 +37,7 @@ import (
 	"github.com/lapse-access/lapse/signals"
 	"github.com/lapse-access/lapse/sink"
 	"github.com/lapse-access/lapse/sqlstore"
+	"github.com/lapse-access/lapse/webui"
 )
 
 type serveFlags struct {
@@ -127,17 +130,17 @@ func serve(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	app, err := openApp(ctx, cfg, opts, logger)
-	if err != nil {
-		return err
-	}
-	defer app.Close()
-
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	url := "http://" + ln.Addr().String()
+	app, err := openApp(ctx, cfg, opts, logger, ln.Addr())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer app.Close()
 	logger.Info("policies", "hash", app.decider.p.Load().Hash(), "count", app.decider.p.Load().Len(), "folder", cfg.Policies)
 	logger.Info("serving", "addr", ln.Addr().String(), "data_dir", cfg.Server.DataDir, "resources", len(cfg.Resources), "users", len(cfg.Users))
 	if demo != nil {
@@ -166,7 +169,7 @@ type app struct {
 	sinks     []*sink.Worker
 }
 
-func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logger *slog.Logger) (_ *app, err error) {
+func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logger *slog.Logger, addr net.Addr) (_ *app, err error) {
 	dir := cfg.Server.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -255,16 +258,22 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 		Sealer: box, Clock: clock, Owner: st.owner, PendingTTL: cfg.Server.PendingTTL, PostureMaxAge: cfg.Server.PostureMaxAge,
 		Logger: logger.With("system", "broker"),
 	}
-	users := map[[32]byte]lapse.Principal{}
-	byName := map[string]lapse.Principal{}
-	for _, u := range cfg.Users {
-		admin := slices.ContainsFunc(u.Groups, func(g string) bool { return slices.Contains(cfg.AdminGroups, g) })
-		users[u.TokenSHA256] = lapse.Principal{Name: u.Name, Groups: u.Groups, Admin: admin}
-		byName[u.Name] = users[u.TokenSHA256]
+	ids, err := newIdentity(cfg, store, clock, logger, addr)
+	if err != nil {
+		return nil, err
 	}
-	b.Directory = func(name string) (lapse.Principal, bool) {
-		p, ok := byName[name]
-		return p, ok
+	ids.GroupsChanged = func(ctx context.Context, user string) {
+		n, err := b.Reevaluate(ctx, func(r lapse.Request) bool { return r.User == user })
+		if err != nil {
+			logger.Error("re-evaluate after a group change", "user", user, "err", err)
+		} else if n > 0 {
+			logger.Info("grants revoked after a group change", "user", user, "revoked", n)
+		}
+	}
+	b.Directory = ids.Directory
+	users := map[[32]byte]bool{}
+	for _, u := range cfg.Users {
+		users[u.TokenSHA256] = true
 	}
 	integrations := map[[32]byte]lapse.Principal{}
 	for _, u := range cfg.Integrations {
@@ -328,19 +337,55 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 			w.Notify(evs)
 		}
 	}
-	api := &httpapi.Server{
-		Metrics: mets.Handler(),
-		Monitor: watcher,
-		Audit:   audit,
-		ClientIP: func(r *http.Request) string {
-			if a := network.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For")); a.IsValid() {
-				return a.String()
-			}
-			return ""
+	clientIP := func(r *http.Request) string {
+		if a := network.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For")); a.IsValid() {
+			return a.String()
+		}
+		return ""
+	}
+	ssoURL := ""
+	if ids.SSO() {
+		ssoURL = identity.LoginURL("", 0)
+	}
+	ui, err := webui.New(webui.Config{
+		Broker: b, Auth: ids, Loopback: loopback(cfg.Server.Listen),
+		// A pasted API token becomes a web session: the static token never
+		// sits in the browser, and signing out revokes the session.
+		Exchange: func(ctx context.Context, token string) (string, time.Time, error) {
+			res, err := ids.LocalSession(ctx, token)
+			return res.Token, res.ExpiresAt, err
 		},
+		SSOLoginURL: ssoURL,
+		Logout:      ids.LogoutToken,
+		StepUp: func(r *http.Request, err error) string {
+			var su *lapse.StepUpError
+			if !errors.As(err, &su) || !ids.SSO() {
+				return ""
+			}
+			back := "/"
+			if r.Method == http.MethodGet {
+				back = identity.LocalPath(r.URL.RequestURI())
+			}
+			return identity.LoginURL(back, su.MaxAge)
+		},
+		// Derived from the seal key, so that replicas sharing it accept
+		// each other's forms, and forms survive a restart.
+		CSRFKey:  deriveKey(sealKey, "lapse web ui csrf"),
+		ClientIP: clientIP, ParseDuration: config.ParseDuration, Clock: clock,
+		Logger: logger.With("system", "webui"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	api := &httpapi.Server{
+		Metrics:      mets.Handler(),
+		Monitor:      watcher,
+		Audit:        audit,
+		ClientIP:     clientIP,
+		UI:           ui,
 		SSH:          authorities,
 		Integrations: httpapi.NewStaticTokens(integrations),
-		Broker:       b, Auth: httpapi.NewStaticTokens(users), Tokens: tokenVerifier{tokens},
+		Broker:       b, Auth: ids, Identity: ids, Tokens: tokenVerifier{tokens},
 		Logger: logger.With("system", "http"), ParseDuration: config.ParseDuration,
 		Ready: func(ctx context.Context) error {
 			if _, _, err := store.NextDue(ctx); err != nil {
@@ -465,6 +510,26 @@ func lockDir(dir string) (func(), error) {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
+}
+
+// loopback reports whether the listen address is on loopback only.
+func loopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// deriveKey derives a key for purpose from a secret key.
+func deriveKey(key []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }
 
 // tokenVerifier adapts the token connector to the HTTP API.
