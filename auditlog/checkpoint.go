@@ -8,7 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io/fs"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -42,21 +42,26 @@ var _ Keys = (*FileKey)(nil)
 // there. An existing key for another origin is an error, unless origin is
 // empty, which accepts the key's.
 func LoadOrCreateFileKey(path, origin string) (*FileKey, error) {
-	b, err := keyfile.Read(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		if origin == "" {
+	return LoadOrCreateKeyIn(context.Background(), keyfile.Dir(filepath.Dir(path)), filepath.Base(path), origin, origin)
+}
+
+// LoadOrCreateKeyIn returns the key stored under name in keys, or creates
+// one for newOrigin there. An existing key for another origin than origin
+// is an error; an empty origin accepts the key's. Servers that share keys
+// sign checkpoints with the same key, for the same origin.
+func LoadOrCreateKeyIn(ctx context.Context, keys lapse.KeyStore, name, origin, newOrigin string) (*FileKey, error) {
+	b, err := keys.LoadOrCreate(ctx, name, func() ([]byte, error) {
+		if newOrigin == "" {
 			return nil, errors.New("checkpoint key: no origin to create a key for")
 		}
-		skey, _, err := note.GenerateKey(rand.Reader, origin)
+		skey, _, err := note.GenerateKey(rand.Reader, newOrigin)
 		if err != nil {
 			return nil, fmt.Errorf("create checkpoint key: %w", err)
 		}
-		if err := keyfile.Create(path, []byte(skey+"\n")); err != nil {
-			return nil, err
-		}
-		b = []byte(skey)
-	} else if err != nil {
-		return nil, fmt.Errorf("read checkpoint key: %w", err)
+		return []byte(skey + "\n"), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint key: %w", err)
 	}
 	k, err := parseSignerKey(strings.TrimSpace(string(b)))
 	if err != nil {

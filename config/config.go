@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -60,8 +61,13 @@ type Server struct {
 	Listen string
 	// DataDir holds the embedded database and keys; default ./lapse-data.
 	DataDir string
-	// Database is a PostgreSQL URL; empty means embedded SQLite in DataDir.
+	// Database is a PostgreSQL URL (postgres://...); empty means embedded
+	// SQLite in DataDir. Several servers may share one database.
 	Database string
+	// SecretKeyFile holds the key (32 bytes, hex or base64) under which the
+	// keys that servers sharing a database keep in it are sealed; every
+	// server of the database needs the same one. Required with Database.
+	SecretKeyFile string
 	// PendingTTL is how long a request waits for approvals; default 24h.
 	PendingTTL time.Duration
 	// Issuer is the iss claim of tokens Lapse signs; default "lapse".
@@ -190,7 +196,7 @@ func Parse(file string, data []byte, types map[string]ConnectorType) (*Config, e
 		root = root.Content[0]
 	}
 	p.mapping(root, "config", map[string]func(*yaml.Node){
-		"server":         func(n *yaml.Node) { p.server(n, &cfg.Server) },
+		"server":         func(n *yaml.Node) { p.server(n, &cfg.Server, file) },
 		"users":          func(n *yaml.Node) { cfg.Users = p.users(n) },
 		"integrations":   func(n *yaml.Node) { cfg.Integrations = p.users(n) },
 		"admin_groups":   func(n *yaml.Node) { cfg.AdminGroups = p.names(n, "admin group") },
@@ -364,11 +370,17 @@ func (p *parser) name(n *yaml.Node, what string) string {
 	return s
 }
 
-func (p *parser) server(n *yaml.Node, s *Server) {
+func (p *parser) server(n *yaml.Node, s *Server, file string) {
 	p.mapping(n, "server", map[string]func(*yaml.Node){
-		"listen":      func(n *yaml.Node) { s.Listen = p.str(n) },
-		"data_dir":    func(n *yaml.Node) { s.DataDir = p.str(n) },
-		"database":    func(n *yaml.Node) { s.Database = p.str(n) },
+		"listen":   func(n *yaml.Node) { s.Listen = p.str(n) },
+		"data_dir": func(n *yaml.Node) { s.DataDir = p.str(n) },
+		"database": func(n *yaml.Node) { s.Database = p.str(n) },
+		"secret_key_file": func(n *yaml.Node) {
+			s.SecretKeyFile = p.str(n)
+			if s.SecretKeyFile != "" && !filepath.IsAbs(s.SecretKeyFile) && file != "" {
+				s.SecretKeyFile = filepath.Join(filepath.Dir(file), s.SecretKeyFile)
+			}
+		},
 		"pending_ttl": func(n *yaml.Node) { s.PendingTTL = p.duration(n, "pending_ttl") },
 		"issuer":      func(n *yaml.Node) { s.Issuer = p.str(n) },
 		"activity_interval": func(n *yaml.Node) {
@@ -389,8 +401,26 @@ func (p *parser) server(n *yaml.Node, s *Server) {
 		},
 	})
 	if s.Database != "" {
-		p.addf(n, "server.database: only the embedded store is supported by this version; leave it empty")
+		if err := CheckDatabase(s.Database); err != nil {
+			p.addf(n, "server.database: %v", err)
+		}
 	}
+}
+
+// CheckDatabase checks that dsn is a PostgreSQL URL. Its errors never
+// quote dsn, which may hold a password.
+func CheckDatabase(dsn string) error {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return errors.New("not a URL; write postgres://USER:PASSWORD@HOST:PORT/DATABASE")
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return errors.New("only PostgreSQL is supported: write postgres://USER:PASSWORD@HOST:PORT/DATABASE (empty means the embedded store)")
+	}
+	if u.Host == "" && u.Query().Get("host") == "" {
+		return errors.New("no host in the PostgreSQL URL")
+	}
+	return nil
 }
 
 func (p *parser) users(n *yaml.Node) []User {

@@ -108,6 +108,8 @@ func TestParseProblems(t *testing.T) {
 			[]string{"unknown connector \"nope\"", "max_duration must be positive"}},
 		{"not yaml", "users: [\n", []string{"not valid YAML"}},
 		{"repeated key", "server:\n  listen: a\n  listen: b\n", []string{"3:3: server: key \"listen\" repeated"}},
+		{"database not postgres", "server:\n  database: mysql://u:hunter2@h/db\n", []string{"2:3: server.database: only PostgreSQL is supported"}},
+		{"database not a URL", "server:\n  database: 'postgres://u:hunter2@h:bad port/db'\n", []string{"server.database: not a URL"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,5 +129,21 @@ func TestParseProblems(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestParseDatabase(t *testing.T) {
+	yaml := strings.Replace(good, "server:\n", "server:\n  database: postgres://lapse:pw@db:5432/lapse\n  secret_key_file: keys/secret.key\n", 1)
+	cfg, err := config.Parse("/etc/lapse/lapse.yaml", []byte(yaml), types)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Database != "postgres://lapse:pw@db:5432/lapse" || cfg.Server.SecretKeyFile != "/etc/lapse/keys/secret.key" {
+		t.Errorf("server %+v", cfg.Server)
+	}
+	// A refused database URL is not quoted: it may hold a password.
+	_, err = config.Parse("lapse.yaml", []byte("server:\n  database: mysql://u:hunter2@h/db\n"), types)
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("Parse of a bad database URL: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,7 @@ type Scheduler struct {
 	// CallTimeout bounds each connector call; default 30 s.
 	CallTimeout time.Duration
 	// BatchSize is how many due requests one transaction claims; default
-	// 2000.
+	// 2000, or 300 with Announced.
 	BatchSize int
 	// Concurrency bounds connector calls in flight; default 16.
 	Concurrency int
@@ -60,6 +61,11 @@ type Scheduler struct {
 	// connectors that implement [lapse.Pinger]; default 500 ms. When it
 	// answers again, the retries waiting for it are made due at once.
 	ProbeInterval time.Duration
+	// Announced says that the store announces every new due time to
+	// NotifyAt, as a database shared by several servers does: the
+	// scheduler then neither wakes itself after recording results nor on
+	// Notify, which would only repeat the announcements.
+	Announced bool
 	// OnEnded, if set, is called after a grant's revocation is confirmed.
 	OnEnded func(r lapse.Request)
 
@@ -70,15 +76,24 @@ type Scheduler struct {
 	downMu sync.Mutex
 	down   map[lapse.Connector]string
 
+	// armed is when the Run loop's timer fires, in Unix nanoseconds:
+	// [Scheduler.NotifyAt] wakes the loop for an earlier time only.
+	// math.MaxInt64 while the loop computes it, so that then every
+	// notification wakes it.
+	armed atomic.Int64
+
 	// inFlight counts requests claimed for the workers and not yet
 	// recorded; starved is set when due work waits for room.
 	inFlight atomic.Int64
 	starved  atomic.Bool
+	// short is set when the last pass left due work for lack of room.
+	short atomic.Bool
 }
 
 func (s *Scheduler) init() {
 	s.once.Do(func() {
 		s.wake = make(chan struct{}, 1)
+		s.armed.Store(math.MaxInt64)
 		if s.Logger == nil {
 			s.Logger = slog.Default().With("system", "expiry")
 		}
@@ -96,6 +111,12 @@ func (s *Scheduler) init() {
 		}
 		if s.BatchSize <= 0 {
 			s.BatchSize = 2000
+			if s.Announced {
+				// Several servers share the due work: smaller batches let
+				// each take its own part at once (claims skip the rows
+				// another server's pass holds).
+				s.BatchSize = 300
+			}
 		}
 		if s.Concurrency <= 0 {
 			s.Concurrency = 16
@@ -123,13 +144,34 @@ func (s *Scheduler) init() {
 }
 
 // Notify tells the scheduler that requests changed, so that it looks again
-// for the earliest due time. It never blocks.
+// for the earliest due time. It never blocks. With Announced it does
+// nothing: the store's announcements, through NotifyAt, say the same.
 func (s *Scheduler) Notify() {
+	if s.Announced {
+		return
+	}
+	s.wakeUp()
+}
+
+// wakeUp starts a pass over due work. It never blocks.
+func (s *Scheduler) wakeUp() {
 	s.init()
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// NotifyAt tells the scheduler that a request became due at t, for
+// example by another server sharing the store. It wakes the scheduler
+// only if t is before the time its timer is armed for; a zero t always
+// wakes it. It never blocks.
+func (s *Scheduler) NotifyAt(t time.Time) {
+	s.init()
+	if !t.IsZero() && t.UnixNano() >= s.armed.Load() {
+		return
+	}
+	s.wakeUp()
 }
 
 // busyPass is the number of due requests in one pass from which the next
@@ -193,6 +235,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		if timer != nil {
 			timer.Stop()
 		}
+		s.armed.Store(math.MaxInt64)
 		next, ok, err := s.Store.NextDue(ctx)
 		switch {
 		case ctx.Err() != nil:
@@ -213,9 +256,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			if earliest := lastPass.Add(s.Coalesce); seen >= busyPass && next.Before(earliest) {
 				next = earliest
 			}
+			s.armed.Store(next.UnixNano())
 			timer = s.Clock.NewTimer(next.Sub(s.Clock.Now()))
 			fire = timer.C()
 		} else {
+			s.armed.Store(math.MaxInt64 - 1)
 			timer = nil
 		}
 		select {
@@ -264,15 +309,23 @@ func (s *Scheduler) claimDue(ctx context.Context) ([]lapse.Request, int, error) 
 	err := s.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
 		claimed, ended = claimed[:0], ended[:0]
 		now := s.Clock.Now()
-		due, err := tx.DueRequests(ctx, now, s.BatchSize)
-		if err != nil {
-			return err
-		}
-		seen = len(due)
 		// Claim no more than the workers can start before the claims'
 		// leases run out: a claim waiting in the queue past its lease would
 		// be claimed again and worked on twice.
 		room := int64(s.Concurrency) - s.inFlight.Load() - int64(len(claimed))
+		limit := s.BatchSize
+		if s.short.Load() {
+			// The last pass had more work than room: lock only about as
+			// many rows as can be claimed, and leave the rest to other
+			// servers sharing the store (they skip locked rows).
+			limit = int(max(room, busyPass))
+		}
+		due, err := tx.DueRequests(ctx, now, limit)
+		if err != nil {
+			return err
+		}
+		seen = len(due)
+		short := false
 		evs := make([]lapse.AuditEvent, 0, 2*len(due))
 		for _, r := range due {
 			st, err := s.advance(ctx, r, now, room > 0)
@@ -281,6 +334,7 @@ func (s *Scheduler) claimDue(ctx context.Context) ([]lapse.Request, int, error) 
 			}
 			if st.wait {
 				s.starved.Store(true)
+				short = true
 				continue
 			}
 			if err := tx.UpdateRequest(ctx, &st.next); err != nil {
@@ -298,6 +352,7 @@ func (s *Scheduler) claimDue(ctx context.Context) ([]lapse.Request, int, error) 
 				ended = append(ended, st.next)
 			}
 		}
+		s.short.Store(short)
 		return tx.AppendAudit(ctx, evs...)
 	})
 	if err != nil {
@@ -631,7 +686,7 @@ func (s *Scheduler) probe(ctx context.Context) {
 				continue
 			}
 			s.Logger.Info("target is back; retrying now", "requests", n)
-			s.Notify()
+			s.wakeUp()
 		}
 	}
 }
@@ -694,13 +749,13 @@ func (s *Scheduler) complete(ctx context.Context, results <-chan result) {
 				break more
 			}
 		}
-		// Commit even while shutting down, so finished work is recorded.
-		stored, err := s.commit(context.WithoutCancel(ctx), batch)
+		stored, err := s.commitRetrying(ctx, batch)
 		s.inFlight.Add(-int64(len(batch)))
 		if s.starved.Swap(false) {
-			s.Notify()
+			s.wakeUp()
 		}
 		if err != nil {
+			// Shutting down: the claims are released at the next start.
 			s.Logger.Error("record connector results", "count", len(batch), "err", err)
 			continue
 		}
@@ -712,6 +767,32 @@ func (s *Scheduler) complete(ctx context.Context, results <-chan result) {
 				break
 			}
 		}
+	}
+}
+
+// commitRetrying commits results, retrying while the store cannot be
+// reached (a database restart), so that work done meanwhile is recorded as
+// soon as it is back rather than redone when the claims' leases end. It
+// gives up when ctx ends, after one last attempt (finished work is
+// recorded even while shutting down), and once the claims' lease has
+// passed, when others may have taken them over.
+func (s *Scheduler) commitRetrying(ctx context.Context, rs []result) ([]lapse.Request, error) {
+	wait := s.BackoffBase / 10
+	giveUp := s.Clock.Now().Add(s.Lease)
+	for {
+		stored, err := s.commit(context.WithoutCancel(ctx), rs)
+		if err == nil || ctx.Err() != nil || errors.Is(err, lapse.ErrInvalid) || !s.Clock.Now().Before(giveUp) {
+			return stored, err
+		}
+		s.Logger.Warn("record connector results; retrying", "count", len(rs), "err", err)
+		t := s.Clock.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C():
+		}
+		wait = min(2*wait, s.BackoffBase)
 	}
 }
 

@@ -3,12 +3,12 @@
 package seal
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io/fs"
 	"path/filepath"
 
 	"github.com/lapse-access/lapse"
@@ -61,22 +61,24 @@ func (b *Box) Open(sealed, aad []byte) ([]byte, error) {
 // LoadOrCreateKey reads a 32-byte key from path, or creates one with mode
 // 0600 if the file does not exist.
 func LoadOrCreateKey(path string) ([]byte, error) {
-	b, err := keyfile.Read(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	return LoadOrCreateKeyIn(context.Background(), keyfile.Dir(filepath.Dir(path)), filepath.Base(path))
+}
+
+// LoadOrCreateKeyIn returns the 32-byte key stored under name in keys,
+// generating and storing one if there is none.
+func LoadOrCreateKeyIn(ctx context.Context, keys lapse.KeyStore, name string) ([]byte, error) {
+	b, err := keys.LoadOrCreate(ctx, name, func() ([]byte, error) {
 		key := make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {
 			return nil, fmt.Errorf("generate seal key: %w", err)
 		}
-		if err := keyfile.Create(path, key); err != nil {
-			return nil, fmt.Errorf("seal key: %w", err)
-		}
 		return key, nil
-	}
+	})
 	if err != nil {
-		return nil, fmt.Errorf("read seal key: %w", err)
+		return nil, fmt.Errorf("seal key: %w", err)
 	}
 	if len(b) != 32 {
-		return nil, fmt.Errorf("seal key %s: want 32 bytes, got %d", filepath.Base(path), len(b))
+		return nil, fmt.Errorf("seal key %s: want 32 bytes, got %d", name, len(b))
 	}
 	return b, nil
 }

@@ -121,6 +121,9 @@ func (r *reader) AuditTree(ctx context.Context) (lapse.AuditTree, error) {
 // AuditTree returns the audit tree with this transaction's appends, its
 // row locked until the transaction ends.
 func (t *tx) AuditTree(ctx context.Context) (lapse.AuditTree, error) {
+	if err := t.flushAudit(ctx); err != nil {
+		return lapse.AuditTree{}, err
+	}
 	if err := t.loadTree(ctx); err != nil {
 		return lapse.AuditTree{}, err
 	}

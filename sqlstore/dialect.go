@@ -36,9 +36,31 @@ type dialect struct {
 	// so concurrent writers extend one tree, one at a time. SQLite needs
 	// none.
 	lockTree string
+	// deferAudit says that appends are written when the transaction
+	// commits: the tree's row is locked, the records inserted and the tree
+	// stored, and the transaction commits, so that the lock that
+	// serializes every writer of every server is held for the least time.
+	deferAudit bool
+	// deleteInUpdate says that a statement may delete in a WITH clause
+	// and update: UpdateRequest then drops an ending grant's sealed
+	// credentials in the statement that updates it.
+	deleteInUpdate bool
+	// conflict, if set, reports database errors by which a transaction
+	// lost to a concurrent one (serialization failure, deadlock); they are
+	// returned as [lapse.ErrConflict].
+	conflict func(error) bool
 	// singleWriter reports that all write transactions run one at a time in
 	// this process, so the head of the audit log can be cached between them.
 	singleWriter bool
+}
+
+// locker returns the option that serializes migrations of several
+// servers, or nil where one server owns the database.
+func (d *dialect) locker() (goose.ProviderOption, error) {
+	if d.singleWriter {
+		return nil, nil
+	}
+	return postgresLocker()
 }
 
 // migrations returns the dialect's numbered migrations.

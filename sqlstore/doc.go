@@ -1,8 +1,11 @@
 // Package sqlstore is the [lapse.Store] on database/sql.
 //
 // [OpenSQLite] opens an embedded SQLite database (pure Go, no cgo): the
-// default for one server. The schema is created and upgraded at open by
-// numbered migrations embedded in the binary, one folder per dialect.
+// default for one server. [OpenPostgres] opens a PostgreSQL database (pgx)
+// that several servers share. The schema is created and upgraded at open
+// by numbered migrations embedded in the binary, one folder per dialect
+// with the same numbers (migrations/postgres/00001_init.sql maps the
+// types).
 //
 // # Storage
 //
@@ -26,4 +29,17 @@
 // last committed state. The audit tree is cached between write
 // transactions and dropped whenever one fails, so appending costs one insert
 // per record and one update of the tree's row per transaction.
+//
+// With PostgreSQL, several servers write at once and nothing is cached
+// between transactions: the database serializes them. UpdateRequest's
+// version check turns a lost race into [lapse.ErrConflict], as do
+// serialization failures and deadlocks. DueRequests locks the rows it
+// returns and skips rows another transaction holds, so each due request is
+// claimed by one server. Audit records are written when the transaction
+// commits: it locks the audit tree's one row (SELECT ... FOR UPDATE), which
+// holds the head of the log, inserts the records after it and stores the
+// extended tree, so that the log stays one chain and one Merkle tree
+// without gaps or forks. A trigger announces each new due time on [DueChannel],
+// which [Listener] follows, and [Keys] keeps keys that servers share,
+// sealed.
 package sqlstore

@@ -23,6 +23,17 @@ const requestColumns = `id, user_name, resource, role, reason, ticket, duration,
 const auditColumns = `seq, time, type, actor, request_id, user_name, resource, role,
 	from_state, to_state, data, prev_hash, hash`
 
+// updateRequestSQL updates the columns the state machine changes, if the
+// version is still the one read. Only those: SQLite rewrites every index on
+// a column that an UPDATE sets, changed or not.
+const updateRequestSQL = `UPDATE requests SET
+			duration = ?, start_at = ?, state = ?, updated_at = ?, pending_until = ?,
+			approvals_needed = ?, approvals = ?, activated_at = ?, expires_at = ?,
+			ended_at = ?, end_reason = ?, ended_by = ?, note = ?, extension = ?, ref = ?,
+			attempts = ?, next_at = ?, owner = ?, last_error = ?, credentials_waiting = ?,
+			outputs = ?, version = version + 1
+			WHERE id = ? AND version = ?`
+
 // auditColumnCount is the number of [auditColumns].
 const auditColumnCount = 13
 
@@ -36,6 +47,9 @@ type queries struct {
 	getRequest    string
 	insertRequest string
 	updateRequest string
+	// updateEnding is updateRequest that also deletes the request's sealed
+	// credentials (its first parameter is the id), where the dialect can.
+	updateEnding  string
 	activeGrant   string
 	nextDue       string
 	dueRequests   string
@@ -87,15 +101,8 @@ func newQueries(d *dialect) *queries {
 		getRequest: d.sql(`SELECT ` + requestColumns + ` FROM requests WHERE id = ?`),
 		insertRequest: d.sql(`INSERT INTO requests (` + requestColumns + `)
 			VALUES (` + placeholders(32) + `) ON CONFLICT (id) DO NOTHING`),
-		// Only the columns the state machine changes: SQLite rewrites every
-		// index on a column that an UPDATE sets, changed or not.
-		updateRequest: d.sql(`UPDATE requests SET
-			duration = ?, start_at = ?, state = ?, updated_at = ?, pending_until = ?,
-			approvals_needed = ?, approvals = ?, activated_at = ?, expires_at = ?,
-			ended_at = ?, end_reason = ?, ended_by = ?, note = ?, extension = ?, ref = ?,
-			attempts = ?, next_at = ?, owner = ?, last_error = ?, credentials_waiting = ?,
-			outputs = ?, version = version + 1
-			WHERE id = ? AND version = ?`),
+		updateRequest: d.sql(updateRequestSQL),
+		updateEnding:  updateEnding(d, updateRequestSQL),
 		// Answered from the requests_active index alone.
 		activeGrant: d.sql(`SELECT id, expires_at FROM requests
 			WHERE user_name = ? AND resource = ? AND role = ? AND state = 'active' AND expires_at > ?
@@ -117,10 +124,22 @@ func newQueries(d *dialect) *queries {
 	}
 }
 
+// updateEnding returns update prefixed with the deletion of the request's
+// sealed credentials, or "" where the dialect cannot.
+func updateEnding(d *dialect, update string) string {
+	if !d.deleteInUpdate {
+		return ""
+	}
+	return d.sql(`WITH gone AS (DELETE FROM secrets WHERE request_id = ?) ` + update)
+}
+
 // prepared lists the queries that write transactions prepare once and reuse:
 // those the scheduler runs hundreds of times per transaction.
 func (q *queries) prepared() []string {
 	out := []string{q.getRequest, q.insertRequest, q.updateRequest, q.dueRequests, q.updateTree, q.deleteSecret}
+	if q.updateEnding != "" {
+		out = append(out, q.updateEnding)
+	}
 	for n := 1; n <= auditInsertChunk; n *= 2 {
 		out = append(out, q.insertAuditRows(n))
 	}

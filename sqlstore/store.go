@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/lapse-access/lapse"
 	"github.com/pressly/goose/v3"
@@ -32,8 +35,15 @@ type Store struct {
 	// writer.
 	head   lapse.AuditTree
 	headOK bool
+	// pgConfig is the connection config of a PostgreSQL store, for
+	// connections outside the pool (see [Store.Listener]).
+	pgConfig *pgx.ConnConfig
 	// active answers ActiveGrant from memory for single-writer dialects.
 	active *activeIndex
+
+	// appendMu is held by the transaction of this process that writes
+	// deferred audit records, from locking the head until it commits.
+	appendMu sync.Mutex
 
 	// OnCommit, if set, is called after each committed transaction that
 	// appended audit events, with those events as stored. It runs before
@@ -86,10 +96,18 @@ func migrate(ctx context.Context, d *dialect, db *sql.DB) error {
 	if err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(d.goose, db, fsys,
+	opts := []goose.ProviderOption{
 		goose.WithDisableGlobalRegistry(true),
 		goose.WithSlog(slog.New(slog.DiscardHandler)),
-	)
+	}
+	lk, err := d.locker()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if lk != nil {
+		opts = append(opts, lk)
+	}
+	p, err := goose.NewProvider(d.goose, db, fsys, opts...)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -137,25 +155,37 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx
 			s.forgetHead()
 		}
 	}()
-	if err := fn(ctx, t); err != nil {
+	err = fn(ctx, t)
+	if err == nil && len(t.pending) > 0 {
+		// One transaction of this process at a time waits for the head of
+		// the log: the others wait here, not in the database's lock queue.
+		// One that holds the tree's row already (it read the log) must not
+		// wait here for one that waits for that row.
+		if t.tree == nil {
+			s.appendMu.Lock()
+			defer s.appendMu.Unlock()
+		}
+		err = t.flushAudit(ctx)
+	}
+	if err != nil {
 		done = true
 		s.forgetHead()
 		if rerr := sqlTx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
-			return errors.Join(err, fmt.Errorf("rollback: %w", rerr))
+			return s.conflictOr(errors.Join(err, fmt.Errorf("rollback: %w", rerr)))
 		}
-		return err
+		return s.conflictOr(err)
 	}
 	if t.appended {
 		if err := t.saveTree(ctx); err != nil {
 			done = true
 			s.forgetHead()
-			return errors.Join(err, sqlTx.Rollback())
+			return s.conflictOr(errors.Join(err, sqlTx.Rollback()))
 		}
 	}
 	done = true
 	if err := sqlTx.Commit(); err != nil {
 		s.forgetHead()
-		return fmt.Errorf("commit: %w", err)
+		return s.conflictOr(fmt.Errorf("commit: %w", err))
 	}
 	if t.appended && s.d.singleWriter {
 		s.head, s.headOK = t.tree.State(), true
@@ -182,6 +212,25 @@ func (s *Store) ActiveGrant(ctx context.Context, user, resource, role string, no
 	}
 	return lapse.Grant{ID: g.id, User: user, Resource: resource, Role: role, ExpiresAt: g.expires}, nil
 }
+
+// conflictOr returns err, marked as [lapse.ErrConflict] if the database
+// refused the transaction because of a concurrent one.
+func (s *Store) conflictOr(err error) error {
+	if s.d.conflict != nil && !errors.Is(err, lapse.ErrConflict) && s.d.conflict(err) {
+		return &conflictError{err: err}
+	}
+	return err
+}
+
+// conflictError is a database error by which a transaction lost to a
+// concurrent one. It matches [lapse.ErrConflict] and the database error.
+type conflictError struct{ err error }
+
+func (e *conflictError) Error() string {
+	return "changed concurrently, try again: " + e.err.Error()
+}
+
+func (e *conflictError) Unwrap() []error { return []error{lapse.ErrConflict, e.err} }
 
 // forgetHead drops the cached head of the audit log after a failed
 // transaction, so that the next one reads it from the database.

@@ -26,6 +26,9 @@ type tx struct {
 	changes []activeChange
 	// events are the audit events appended, as stored.
 	events []lapse.AuditEvent
+	// pending are audit events appended and not yet written, where the
+	// dialect defers appends to the commit.
+	pending []lapse.AuditEvent
 }
 
 var _ lapse.Tx = (*tx)(nil)
@@ -66,8 +69,14 @@ func (t *tx) UpdateRequest(ctx context.Context, r *lapse.Request) error {
 	if err != nil {
 		return fmt.Errorf("update request: %w", err)
 	}
+	ending := r.State == lapse.StateRevoking || r.State.Terminal()
+	query := t.q.updateRequest
 	args := append(vals, r.ID, r.Version)
-	res, err := t.db.ExecContext(ctx, t.q.updateRequest, args...)
+	if ending && t.q.updateEnding != "" {
+		query = t.q.updateEnding
+		args = append([]any{r.ID}, args...)
+	}
+	res, err := t.db.ExecContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("update request %s: %w", r.ID, err)
 	}
@@ -85,8 +94,9 @@ func (t *tx) UpdateRequest(ctx context.Context, r *lapse.Request) error {
 	r.Version++
 	t.changes = append(t.changes, changeOf(r))
 	// No credentials wait for a grant that is ending or over: drop any
-	// sealed ones in the same transaction.
-	if r.State == lapse.StateRevoking || r.State.Terminal() {
+	// sealed ones in the same transaction (done above where the update
+	// statement could).
+	if ending && t.q.updateEnding == "" {
 		if err := t.DeleteSecret(ctx, r.ID); err != nil {
 			return fmt.Errorf("update request %s: %w", r.ID, err)
 		}
@@ -124,11 +134,41 @@ func (t *tx) DueRequests(ctx context.Context, now time.Time, limit int) ([]lapse
 	return out, nil
 }
 
-// AppendAudit appends evs, assigning Seq, PrevHash and Hash.
+// AppendAudit appends evs, assigning Seq, PrevHash and Hash. Where several
+// servers write, the records are only checked here and written when the
+// transaction commits (see [Store.Tx]) or reads the log.
 func (t *tx) AppendAudit(ctx context.Context, evs ...lapse.AuditEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
+	if t.d.deferAudit {
+		for i := range evs {
+			if _, err := auditValues(&evs[i]); err != nil {
+				return fmt.Errorf("append audit: %w", err)
+			}
+		}
+		t.pending = append(t.pending, evs...)
+		return nil
+	}
+	return t.writeAudit(ctx, evs)
+}
+
+// flushAudit writes the records that AppendAudit deferred, after locking
+// the audit tree's row.
+func (t *tx) flushAudit(ctx context.Context) error {
+	if len(t.pending) == 0 {
+		return nil
+	}
+	if err := t.writeAudit(ctx, t.pending); err != nil {
+		return err
+	}
+	t.pending = nil
+	return nil
+}
+
+// writeAudit inserts evs after the head of the log, assigning Seq, PrevHash
+// and Hash, and extends the tree.
+func (t *tx) writeAudit(ctx context.Context, evs []lapse.AuditEvent) error {
 	if err := t.loadTree(ctx); err != nil {
 		return fmt.Errorf("append audit: %w", err)
 	}
@@ -230,4 +270,28 @@ func (t *tx) ReleaseClaims(ctx context.Context, owner string, now time.Time) (in
 		return 0, fmt.Errorf("release claims of %s: %w", owner, err)
 	}
 	return int(n), nil
+}
+
+// ListAudit returns the audit events matching f, including those this
+// transaction appended.
+func (t *tx) ListAudit(ctx context.Context, f lapse.AuditFilter) ([]lapse.AuditEvent, error) {
+	if err := t.flushAudit(ctx); err != nil {
+		return nil, err
+	}
+	return t.reader.ListAudit(ctx, f)
+}
+
+// ScanAudit calls fn for every audit event in sequence order, including
+// those this transaction appended.
+func (t *tx) ScanAudit(ctx context.Context, fn func(lapse.AuditEvent) error) error {
+	return t.ScanAuditFrom(ctx, 0, fn)
+}
+
+// ScanAuditFrom calls fn for every audit event with a Seq above after,
+// including those this transaction appended.
+func (t *tx) ScanAuditFrom(ctx context.Context, after int64, fn func(lapse.AuditEvent) error) error {
+	if err := t.flushAudit(ctx); err != nil {
+		return err
+	}
+	return t.reader.ScanAuditFrom(ctx, after, fn)
 }

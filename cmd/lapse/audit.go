@@ -8,9 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"text/tabwriter"
@@ -26,21 +24,22 @@ import (
 )
 
 // openAuditKey loads the key that signs the audit log's checkpoints from
-// the data dir, creating it for origin lapse/<instance> (the host name when
-// instance is empty) on first start.
-func openAuditKey(dir, instance string) (*auditlog.FileKey, error) {
-	path := filepath.Join(dir, "audit.key")
-	origin := ""
+// keys (the data dir, or a database that replicas share), creating it for
+// origin lapse/<instance> (the host name when instance is empty) on first
+// start.
+func openAuditKey(ctx context.Context, keys lapse.KeyStore, instance string) (*auditlog.FileKey, error) {
 	if instance != "" {
-		origin = "lapse/" + instance
-	} else if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		host, err := os.Hostname()
-		if err != nil || host == "" {
-			host = "local"
-		}
-		origin = "lapse/" + regexp.MustCompile(`[^A-Za-z0-9._-]+`).ReplaceAllString(host, "-")
+		origin := "lapse/" + instance
+		return auditlog.LoadOrCreateKeyIn(ctx, keys, "audit.key", origin, origin)
 	}
-	return auditlog.LoadOrCreateFileKey(path, origin)
+	// A key made before keeps its origin; a new one is named after this
+	// host.
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "local"
+	}
+	origin := "lapse/" + regexp.MustCompile(`[^A-Za-z0-9._-]+`).ReplaceAllString(host, "-")
+	return auditlog.LoadOrCreateKeyIn(ctx, keys, "audit.key", "", origin)
 }
 
 // parseSince turns a duration before now (30m, 2d) or an RFC 3339 time

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -108,7 +110,10 @@ func readSecret(env, file string) (string, error) {
 
 // openConnector builds a configured connector. Constructing one connects to
 // nothing.
-func openConnector(c config.Connector, tokens lapse.Connector, dataDir string, logger *slog.Logger) (lapse.Connector, error) {
+// openConnector opens the connector c. keys holds the keys the connector
+// generates; shared says that several replicas share them and the
+// database.
+func openConnector(ctx context.Context, c config.Connector, tokens lapse.Connector, dataDir string, keys lapse.KeyStore, shared bool, logger *slog.Logger) (lapse.Connector, error) {
 	switch c.Type {
 	case "webhook":
 		s := c.Settings.(webhookSettings)
@@ -119,11 +124,19 @@ func openConnector(c config.Connector, tokens lapse.Connector, dataDir string, l
 		return webhook.New(s.config(c.Name, []byte(secret), logger))
 	case "ssh":
 		s := c.Settings.(sshSettings)
-		keyFile := s.CAKeyFile
-		if keyFile == "" {
-			keyFile = filepath.Join(dataDir, "ssh_ca.key")
+		if shared {
+			// Its revocation list lives in the data dir: replicas would
+			// each serve their own, and a certificate revoked on one would
+			// still be accepted by a server that fetched another's.
+			return nil, fmt.Errorf("connector %q: the ssh connector keeps its revocation list in the data dir and cannot yet be served by several replicas sharing a database; run it on a server with the embedded store", c.Name)
 		}
-		key, err := sshc.LoadOrCreateCAKey(keyFile)
+		var key crypto.Signer
+		var err error
+		if s.CAKeyFile != "" {
+			key, err = sshc.LoadOrCreateCAKey(s.CAKeyFile)
+		} else {
+			key, err = sshc.LoadOrCreateCAKeyIn(ctx, keys, "ssh_ca.key")
+		}
 		if err != nil {
 			return nil, fmt.Errorf("connector %q: %w", c.Name, err)
 		}

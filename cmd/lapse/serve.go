@@ -125,13 +125,17 @@ func serve(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error {
 	if f.listen != "" {
 		cfg.Server.Listen = f.listen
 	}
+	opts, err := storageFromEnv(cfg, os.Getenv)
+	if err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	url := "http://" + ln.Addr().String()
-	app, err := openApp(ctx, cfg, logger, ln.Addr())
+	app, err := openApp(ctx, cfg, opts, logger, ln.Addr())
 	if err != nil {
 		ln.Close()
 		return err
@@ -148,6 +152,7 @@ func serve(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error {
 // app is a wired Lapse server.
 type app struct {
 	store     *sqlstore.Store
+	listener  *sqlstore.Listener // nil for the embedded store
 	scheduler *expiry.Scheduler
 	broker    *broker.Broker
 	http      *http.Server
@@ -164,7 +169,7 @@ type app struct {
 	sinks     []*sink.Worker
 }
 
-func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, addr net.Addr) (_ *app, err error) {
+func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logger *slog.Logger, addr net.Addr) (_ *app, err error) {
 	dir := cfg.Server.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -178,11 +183,25 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, addr 
 			unlock()
 		}
 	}()
-	tokenKey, err := token.LoadOrCreateKey(filepath.Join(dir, "token.key"))
+	st, err := openStorage(ctx, cfg, opts)
 	if err != nil {
 		return nil, err
 	}
-	sealKey, err := seal.LoadOrCreateKey(filepath.Join(dir, "seal.key"))
+	store, keys := st.store, st.keys
+	defer func() {
+		if err != nil {
+			store.Close()
+		}
+	}()
+	auditKey, err := openAuditKey(ctx, keys, cfg.Server.Instance)
+	if err != nil {
+		return nil, err
+	}
+	tokenKey, err := token.LoadOrCreateKeyIn(ctx, keys, "token.key")
+	if err != nil {
+		return nil, err
+	}
+	sealKey, err := seal.LoadOrCreateKeyIn(ctx, keys, "seal.key")
 	if err != nil {
 		return nil, err
 	}
@@ -190,19 +209,6 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, addr 
 	if err != nil {
 		return nil, err
 	}
-	auditKey, err := openAuditKey(dir, cfg.Server.Instance)
-	if err != nil {
-		return nil, err
-	}
-	store, err := sqlstore.OpenSQLite(ctx, filepath.Join(dir, "lapse.db"))
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			store.Close()
-		}
-	}()
 	tokens := token.New(tokenKey, cfg.Server.Issuer)
 	conns := map[string]lapse.Connector{}
 	defer func() {
@@ -211,7 +217,7 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, addr 
 		}
 	}()
 	for _, c := range cfg.Connectors {
-		conn, err := openConnector(c, tokens, dir, logger)
+		conn, err := openConnector(ctx, c, tokens, dir, keys, st.listener != nil, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -237,8 +243,11 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, addr 
 	}
 	clock := lapse.SystemClock{}
 	sched := &expiry.Scheduler{
-		Store: store, Target: target, Clock: clock, Sealer: box, Owner: "local",
+		Store: store, Target: target, Clock: clock, Sealer: box, Owner: st.owner,
 		Logger: logger.With("system", "expiry"),
+		// A shared database announces every new due time to all replicas,
+		// this one included.
+		Announced: st.listener != nil,
 	}
 	// Nothing claims work before this: the server is not serving yet.
 	if err := sched.Recover(ctx); err != nil {
@@ -246,7 +255,7 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, addr 
 	}
 	b := &broker.Broker{
 		Store: store, Catalog: catalog, Decider: dec, Executor: sched, Target: target,
-		Sealer: box, Clock: clock, Owner: "local", PendingTTL: cfg.Server.PendingTTL, PostureMaxAge: cfg.Server.PostureMaxAge,
+		Sealer: box, Clock: clock, Owner: st.owner, PendingTTL: cfg.Server.PendingTTL, PostureMaxAge: cfg.Server.PostureMaxAge,
 		Logger: logger.With("system", "broker"),
 	}
 	ids, err := newIdentity(cfg, store, clock, logger, addr)
@@ -379,8 +388,13 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, addr 
 		Broker:       b, Auth: ids, Identity: ids, Tokens: tokenVerifier{tokens},
 		Logger: logger.With("system", "http"), ParseDuration: config.ParseDuration,
 		Ready: func(ctx context.Context) error {
-			_, _, err := store.NextDue(ctx)
-			return err
+			if _, _, err := store.NextDue(ctx); err != nil {
+				return err
+			}
+			if st.listener != nil {
+				return st.listener.Ready()
+			}
+			return nil
 		},
 	}
 	srv := &http.Server{
@@ -396,7 +410,7 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, addr 
 		Interval: cfg.Server.ReconcileInterval}
 	sampler := &monitor.Sampler{Store: watcher.Wrap(store), Target: target, Clock: clock, Logger: logger.With("system", "monitor"),
 		Interval: cfg.Server.ActivityInterval}
-	return &app{store: store, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns, audit: audit,
+	return &app{store: store, listener: st.listener, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns, audit: audit,
 		sweeper: sweeper, sampler: sampler, decider: dec, network: network, watcher: watcher, sinks: sinks,
 		policies: &policyWatcher{cfg: cfg, decider: dec, store: store, logger: logger.With("system", "policy"), Interval: 2 * time.Second,
 			reevaluate:      func(ctx context.Context) (int, error) { return b.Reevaluate(ctx, nil) },
@@ -426,6 +440,13 @@ func (a *app) Serve(ctx context.Context, ln net.Listener) error {
 			cancel()
 		}
 	})
+	if a.listener != nil {
+		wg.Go(func() {
+			_ = a.listener.Run(ctx, a.scheduler.NotifyAt, func(err error) {
+				a.logger.Warn("database notifications interrupted; reconnecting", "err", err)
+			})
+		})
+	}
 	wg.Go(func() { _ = a.sweeper.Run(ctx) })
 	wg.Go(func() { a.policies.run(ctx) })
 	wg.Go(func() { _ = a.sampler.Run(ctx) })

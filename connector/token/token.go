@@ -11,7 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
+	"path/filepath"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -165,8 +165,14 @@ func (c *Connector) JWKS() []byte {
 // generates one and writes it there with mode 0600 if the file does not
 // exist. It refuses a key file that others can read.
 func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
-	b, err := keyfile.Read(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	return LoadOrCreateKeyIn(context.Background(), keyfile.Dir(filepath.Dir(path)), filepath.Base(path))
+}
+
+// LoadOrCreateKeyIn returns the Ed25519 signing key stored under name in
+// keys (PKCS #8 PEM), generating and storing one if there is none. Servers
+// that share keys sign with the same key.
+func LoadOrCreateKeyIn(ctx context.Context, keys lapse.KeyStore, name string) (ed25519.PrivateKey, error) {
+	b, err := keys.LoadOrCreate(ctx, name, func() ([]byte, error) {
 		_, key, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			return nil, fmt.Errorf("generate signing key: %w", err)
@@ -175,13 +181,10 @@ func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode signing key: %w", err)
 		}
-		if err := keyfile.Create(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
-			return nil, fmt.Errorf("signing key: %w", err)
-		}
-		return key, nil
-	}
+		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("read signing key: %w", err)
+		return nil, fmt.Errorf("signing key: %w", err)
 	}
 	block, _ := pem.Decode(b)
 	if block == nil {

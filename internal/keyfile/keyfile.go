@@ -4,9 +4,14 @@
 package keyfile
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/lapse-access/lapse"
 )
 
 // Read returns the contents of the private key file at path. A missing
@@ -54,4 +59,36 @@ func Create(path string, data []byte) (err error) {
 		return fmt.Errorf("write key file: %w", err)
 	}
 	return nil
+}
+
+// Dir is a [lapse.KeyStore] that keeps each key in a file of its name in
+// the directory, read with [Read] and written with [Create].
+type Dir string
+
+var _ lapse.KeyStore = Dir("")
+
+// LoadOrCreate returns the contents of the key file name in d, creating it
+// from create if it does not exist. A file that group or others can read
+// is refused.
+func (d Dir) LoadOrCreate(_ context.Context, name string, create func() ([]byte, error)) ([]byte, error) {
+	path := filepath.Join(string(d), name)
+	b, err := Read(path)
+	if err == nil {
+		return b, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	b, err = create()
+	if err != nil {
+		return nil, err
+	}
+	if err := Create(path, b); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			// Created meanwhile by someone else: theirs is the key.
+			return Read(path)
+		}
+		return nil, err
+	}
+	return b, nil
 }
