@@ -27,9 +27,9 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var users = map[string][]string{
-	"alice": {"eng"},
-	"dave":  {"eng"},
-	"bob":   {"leads"},
+	"alice":  {"eng"},
+	"dave":   {"eng"},
+	"bob":    {"leads"},
 	"carol":  {"security"},
 	"audrey": {"audit"},
 }
