@@ -292,7 +292,7 @@ func openApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, addr 
 		Logger: logger.With("system", "monitor")}
 	b.Risk = func(ctx context.Context, user string, s lapse.Signals, now time.Time) lapse.RiskSignals {
 		h := hist.Of(ctx, user, now)
-		open, err := store.CountOpenAlerts(ctx, user)
+		open, err := hist.OpenAlertRules(ctx, user)
 		if err != nil {
 			logger.Warn("count open alerts", "user", user, "err", err)
 		}
