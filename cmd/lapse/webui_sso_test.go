@@ -288,7 +288,6 @@ func TestWebStepUp(t *testing.T) {
 	}
 }
 
-
 // deref shows a missing number as -1.
 func deref(n *uint) int64 {
 	if n == nil {
