@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,24 +139,9 @@ func runSigningIn(t *testing.T, op *oidctest.Provider, env []string, user string
 // form as user and follows the redirects back to the CLI.
 func followLogin(t *testing.T, op *oidctest.Provider, start, user string) {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	resp, err := c.Get(start)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if !strings.HasPrefix(resp.Request.URL.String(), op.Issuer+"/login") {
-		t.Fatalf("sign-in URL led to %s (%d)", resp.Request.URL, resp.StatusCode)
-	}
-	resp, err = c.PostForm(op.Issuer+"/login", url.Values{"id": {resp.Request.URL.Query().Get("authRequestID")}, "username": {user}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "Signed in to Lapse") {
-		t.Fatalf("sign-in ended at %s with %d: %s", resp.Request.URL, resp.StatusCode, body)
+	p := newWebBrowser(t, "").signInAtProvider(op, start, user)
+	if p.status != http.StatusOK || !strings.Contains(p.body, "Signed in to Lapse") {
+		t.Fatalf("sign-in ended at %s with %d: %s", p.url, p.status, p.body)
 	}
 }
 
