@@ -156,6 +156,8 @@ type app struct {
 	scheduler *expiry.Scheduler
 	broker    *broker.Broker
 	http      *http.Server
+	api       *httpapi.Server
+	identity  *identity.Service
 	logger    *slog.Logger
 	unlock    func()
 	conns     map[string]lapse.Connector
@@ -299,7 +301,7 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 		Logger: logger.With("system", "monitor")}
 	b.Risk = func(ctx context.Context, user string, s lapse.Signals, now time.Time) lapse.RiskSignals {
 		h := hist.Of(ctx, user, now)
-		open, err := store.CountOpenAlerts(ctx, user)
+		open, err := hist.OpenAlertRules(ctx, user)
 		if err != nil {
 			logger.Warn("count open alerts", "user", user, "err", err)
 		}
@@ -410,7 +412,7 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 		Interval: cfg.Server.ReconcileInterval}
 	sampler := &monitor.Sampler{Store: watcher.Wrap(store), Target: target, Clock: clock, Logger: logger.With("system", "monitor"),
 		Interval: cfg.Server.ActivityInterval}
-	return &app{store: store, listener: st.listener, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns, audit: audit,
+	return &app{store: store, listener: st.listener, scheduler: sched, broker: b, http: srv, api: api, identity: ids, logger: logger, unlock: unlock, conns: conns, audit: audit,
 		sweeper: sweeper, sampler: sampler, decider: dec, network: network, watcher: watcher, sinks: sinks,
 		policies: &policyWatcher{cfg: cfg, decider: dec, store: store, logger: logger.With("system", "policy"), Interval: 2 * time.Second,
 			reevaluate:      func(ctx context.Context) (int, error) { return b.Reevaluate(ctx, nil) },
