@@ -158,23 +158,35 @@ func auditValues(ev *lapse.AuditEvent) ([]any, error) {
 	return v, nil
 }
 
-// scanAudit reads a row of [auditColumns].
-func scanAudit(sc scanner) (lapse.AuditEvent, error) {
+// readAudit appends the events of rows, rows of [auditColumns], to out.
+// It reuses the scan destinations from row to row and copies the data of
+// all the rows into one growing buffer, so that an event costs only the
+// strings the driver returns.
+func readAudit(rows *sql.Rows, out []lapse.AuditEvent) ([]lapse.AuditEvent, error) {
 	var (
 		ev       lapse.AuditEvent
 		t        sql.NullInt64
 		from, to string
-		data     []byte
+		data     sql.RawBytes
+		buf      []byte
 	)
-	err := sc.Scan(&ev.Seq, &t, &ev.Type, &ev.Actor, &ev.RequestID, &ev.User, &ev.Resource,
-		&ev.Role, &from, &to, &data, &ev.PrevHash, &ev.Hash)
-	if err != nil {
-		return lapse.AuditEvent{}, err
+	dest := []any{&ev.Seq, &t, &ev.Type, &ev.Actor, &ev.RequestID, &ev.User, &ev.Resource,
+		&ev.Role, &from, &to, &data, &ev.PrevHash, &ev.Hash}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		ev.Time = decodeTime(t)
+		ev.From, ev.To = lapse.State(from), lapse.State(to)
+		ev.Data = nil
+		if len(data) > 0 {
+			if cap(buf)-len(buf) < len(data) {
+				buf = make([]byte, 0, max(len(data), 64<<10))
+			}
+			buf = append(buf, data...)
+			ev.Data = buf[len(buf)-len(data) : len(buf) : len(buf)]
+		}
+		out = append(out, ev)
 	}
-	ev.Time = decodeTime(t)
-	ev.From, ev.To = lapse.State(from), lapse.State(to)
-	if len(data) > 0 {
-		ev.Data = data
-	}
-	return ev, nil
+	return out, rows.Err()
 }
