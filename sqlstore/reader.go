@@ -187,20 +187,37 @@ func (r *reader) ListAudit(ctx context.Context, f lapse.AuditFilter) ([]lapse.Au
 	if e.err != nil {
 		return nil, fmt.Errorf("list audit: %w", e.err)
 	}
-	query := "SELECT " + auditColumns + " FROM audit"
+	query := "SELECT " + auditReadColumns + " FROM audit"
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
 	query += " ORDER BY seq LIMIT ?"
 	args = append(args, limit)
-	rows, err := r.db.QueryContext(ctx, r.d.sql(query), args...)
+	out, err := r.queryAudit(ctx, make([]lapse.AuditEvent, 0, min(limit, scanPage)), query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list audit: %w", err)
 	}
-	defer rows.Close()
-	out, err := readAudit(rows, make([]lapse.AuditEvent, 0, min(limit, scanPage)))
+	return out, nil
+}
+
+// queryAudit appends to out the events query selects: its columns are
+// [auditReadColumns], args its arguments after the separator.
+func (r *reader) queryAudit(ctx context.Context, out []lapse.AuditEvent, query string, args ...any) ([]lapse.AuditEvent, error) {
+	rows, err := r.db.QueryContext(ctx, r.d.sql(query), append([]any{auditSep}, args...)...)
 	if err != nil {
-		return nil, fmt.Errorf("list audit: %w", err)
+		return nil, err
+	}
+	out, reread, err := readAudit(rows, out)
+	if cerr := rows.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range reread {
+		if out[i], err = readAuditRow(r.db.QueryRowContext(ctx, r.d.sql(selectAuditRow), out[i].Seq)); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -236,17 +253,13 @@ func (r *reader) ScanAuditFrom(ctx context.Context, after int64, fn func(lapse.A
 }
 
 // selectAuditPage reads the page of audit events after a Seq.
-const selectAuditPage = `SELECT ` + auditColumns + ` FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`
+const selectAuditPage = `SELECT ` + auditReadColumns + ` FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`
 
 // auditPage appends to out the page of scanPage audit events that follows
 // the one with Seq after.
 func (r *reader) auditPage(ctx context.Context, after int64, out []lapse.AuditEvent) ([]lapse.AuditEvent, error) {
-	rows, err := r.db.QueryContext(ctx, r.d.sql(selectAuditPage), after, scanPage)
+	out, err := r.queryAudit(ctx, out, selectAuditPage, after, scanPage)
 	if err != nil {
-		return nil, fmt.Errorf("scan audit: %w", err)
-	}
-	defer rows.Close()
-	if out, err = readAudit(rows, out); err != nil {
 		return nil, fmt.Errorf("scan audit: %w", err)
 	}
 	return out, nil
