@@ -97,8 +97,8 @@ func (s *Store) rollback(ctx context.Context, conn connRaw) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
 	_ = conn.Raw(func(dc any) error {
-		pc := dc.(*stdlib.Conn).Conn()
-		if pc.IsClosed() {
+		pc, ok := pgxConn(dc)
+		if !ok || pc.IsClosed() {
 			return driver.ErrBadConn
 		}
 		if pc.PgConn().TxStatus() == 'I' {
@@ -115,13 +115,25 @@ func (s *Store) rollback(ctx context.Context, conn connRaw) {
 // any transaction.
 func (s *Store) discardUnlessIdle(conn connRaw) {
 	_ = conn.Raw(func(dc any) error {
-		pc := dc.(*stdlib.Conn).Conn()
-		if pc.IsClosed() || pc.PgConn().TxStatus() != 'I' {
+		pc, ok := pgxConn(dc)
+		if !ok || pc.IsClosed() || pc.PgConn().TxStatus() != 'I' {
 			return driver.ErrBadConn
 		}
 		return nil
 	})
 }
+
+// pgxConn returns the pgx connection under a database/sql one.
+func pgxConn(dc any) (*pgx.Conn, bool) {
+	c, ok := dc.(*stdlib.Conn)
+	if !ok {
+		return nil, false
+	}
+	return c.Conn(), true
+}
+
+// errNotPgx reports a pool whose connections are not pgx's.
+var errNotPgx = errors.New("the store's connections are not pgx connections")
 
 // connRaw is the part of *sql.Conn that reaches the driver's connection.
 type connRaw interface {
@@ -132,7 +144,10 @@ type connRaw interface {
 // one round trip.
 func (t *tx) commitShared(ctx context.Context) error {
 	return t.conn.Raw(func(dc any) error {
-		pc := dc.(*stdlib.Conn).Conn()
+		pc, ok := pgxConn(dc)
+		if !ok {
+			return errNotPgx
+		}
 		if len(t.pending) == 0 {
 			tag, err := pc.Exec(ctx, "commit")
 			if err != nil {
@@ -179,7 +194,10 @@ func (t *tx) flushShared(ctx context.Context) error {
 	}
 	var stored []lapse.AuditEvent
 	err = t.conn.Raw(func(dc any) error {
-		pc := dc.(*stdlib.Conn).Conn()
+		pc, ok := pgxConn(dc)
+		if !ok {
+			return errNotPgx
+		}
 		var err error
 		stored, err = scanAppended(pc.QueryRow(ctx, appendAuditSQL, args...), t.pending)
 		return err
