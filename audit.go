@@ -94,30 +94,44 @@ func NewAuditEvent(typ, actor string, from State, r Request, data any, now time.
 func (e AuditEvent) ComputeHash(prev string) string {
 	var (
 		stack [512]byte
-		ts    [48]byte
-		seq   [8]byte
 		sum   [2 * sha256.Size]byte
 	)
-	field := func(b []byte, s string) []byte {
-		b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
-		return append(b, s...)
-	}
-	binary.BigEndian.PutUint64(seq[:], uint64(len(seq)))
-	b := field(stack[:0], string(seq[:]))
-	b = field(b, prev)
-	b = field(b, string(e.Time.UTC().AppendFormat(ts[:0], time.RFC3339Nano)))
-	b = field(b, e.Type)
-	b = field(b, e.Actor)
-	b = field(b, e.RequestID)
-	b = field(b, e.User)
-	b = field(b, e.Resource)
-	b = field(b, e.Role)
-	b = field(b, string(e.From))
-	b = field(b, string(e.To))
-	b = field(b, string(e.Data))
+	b := appendHashField(stack[:0], hashSeqField[:])
+	b = appendHashField(b, prev)
+	b = e.AppendHashTail(b)
 	h := sha256.Sum256(b)
 	hex.Encode(sum[:], h[:])
 	return string(sum[:])
+}
+
+// hashSeqField is the first field of every chain hash: the 8-byte
+// big-endian number 8 (see [AuditEvent.ComputeHash]).
+var hashSeqField = [8]byte{7: 8}
+
+// AppendHashTail appends to b what the chain hash covers after the
+// previous hash: every field from Time to Data, each length-prefixed.
+// [AuditEvent.ComputeHash] is SHA-256 over the first field (8 bytes of
+// length, 8, then 8 bytes holding 8), prev with its 8-byte length, and
+// this tail; a store that chains records inside its database computes the
+// tail here and the rest there.
+func (e AuditEvent) AppendHashTail(b []byte) []byte {
+	var ts [48]byte
+	b = appendHashField(b, e.Time.UTC().AppendFormat(ts[:0], time.RFC3339Nano))
+	b = appendHashField(b, e.Type)
+	b = appendHashField(b, e.Actor)
+	b = appendHashField(b, e.RequestID)
+	b = appendHashField(b, e.User)
+	b = appendHashField(b, e.Resource)
+	b = appendHashField(b, e.Role)
+	b = appendHashField(b, e.From)
+	b = appendHashField(b, e.To)
+	return appendHashField(b, e.Data)
+}
+
+// appendHashField appends s to b after its length, 8 bytes big-endian.
+func appendHashField[S ~string | ~[]byte](b []byte, s S) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 // ChainError reports the first audit record at which the chain breaks.

@@ -36,10 +36,11 @@ type dialect struct {
 	// so concurrent writers extend one tree, one at a time. SQLite needs
 	// none.
 	lockTree string
-	// deferAudit says that appends are written when the transaction
-	// commits: the tree's row is locked, the records inserted and the tree
-	// stored, and the transaction commits, so that the lock that
-	// serializes every writer of every server is held for the least time.
+	// deferAudit says that several servers share the database: the store
+	// begins and ends write transactions itself (see [Store.sharedTx]), and
+	// appends are written when the transaction commits, in the database and
+	// in the round trip that commits, so that the lock that serializes
+	// every writer of every server is held for the least time.
 	deferAudit bool
 	// deleteInUpdate says that a statement may delete in a WITH clause
 	// and update: UpdateRequest then drops an ending grant's sealed

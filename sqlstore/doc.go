@@ -36,10 +36,12 @@
 // serialization failures and deadlocks. DueRequests locks the rows it
 // returns and skips rows another transaction holds, so each due request is
 // claimed by one server. Audit records are written when the transaction
-// commits: it locks the audit tree's one row (SELECT ... FOR UPDATE), which
-// holds the head of the log, inserts the records after it and stores the
-// extended tree, so that the log stays one chain and one Merkle tree
-// without gaps or forks. A trigger announces each new due time on [DueChannel],
+// commits, by a function in the database sent together with COMMIT: it
+// locks the audit tree's one row (SELECT ... FOR UPDATE), which holds the
+// head of the log, chains the records after it, inserts them and stores
+// the extended tree, so that the log stays one chain and one Merkle tree
+// without gaps or forks, and the lock is never held while the database
+// waits for a client. A trigger announces each new due time on [DueChannel],
 // which [Listener] follows, and [Keys] keeps keys that servers share,
 // sealed.
 package sqlstore

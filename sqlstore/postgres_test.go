@@ -1,6 +1,7 @@
 package sqlstore_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/auditlog"
 	"github.com/lapse-access/lapse/lapsetest/pgtest"
 	"github.com/lapse-access/lapse/seal"
 	"github.com/lapse-access/lapse/sqlstore"
@@ -184,6 +186,25 @@ func TestPostgresSeveralServers(t *testing.T) {
 	}
 	if want := int64(due + 2*increments); v.Count != want {
 		t.Errorf("audit log has %d records, want %d", v.Count, want)
+	}
+	// The tree that the database extended is the tree of the records.
+	tree, err := auditlog.NewTree(lapse.AuditTree{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stores[0].ScanAudit(ctx, func(ev lapse.AuditEvent) error { return tree.Append(ev.Hash) }); err != nil {
+		t.Fatal(err)
+	}
+	st, err := stores[1].AuditTree(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := auditlog.RootOf(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != tree.Size() || st.Head != tree.Head() || !bytes.Equal(root, tree.Root()) {
+		t.Errorf("stored tree: size %d, head %s; tree of the records: size %d, head %s", st.Size, st.Head, tree.Size(), tree.Head())
 	}
 }
 

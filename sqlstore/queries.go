@@ -223,10 +223,13 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// txQuerier runs queries in a write transaction, using the store's prepared
-// statement for a query where there is one.
+// txQuerier runs queries in a write transaction: on the *sql.Tx, using the
+// store's prepared statement for a query where there is one, or on the
+// connection of a transaction the store began itself (where the driver
+// caches the statements).
 type txQuerier struct {
-	tx       *sql.Tx
+	q        querier
+	tx       *sql.Tx              // nil where the store began the transaction
 	prepared map[string]*sql.Stmt // the store's; read-only
 
 	mu    sync.Mutex
@@ -237,7 +240,7 @@ type txQuerier struct {
 // when the query is not prepared.
 func (q *txQuerier) stmt(ctx context.Context, query string) *sql.Stmt {
 	p, ok := q.prepared[query]
-	if !ok {
+	if !ok || q.tx == nil {
 		return nil
 	}
 	q.mu.Lock()
@@ -257,19 +260,19 @@ func (q *txQuerier) ExecContext(ctx context.Context, query string, args ...any) 
 	if s := q.stmt(ctx, query); s != nil {
 		return s.ExecContext(ctx, args...)
 	}
-	return q.tx.ExecContext(ctx, query, args...)
+	return q.q.ExecContext(ctx, query, args...)
 }
 
 func (q *txQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if s := q.stmt(ctx, query); s != nil {
 		return s.QueryContext(ctx, args...)
 	}
-	return q.tx.QueryContext(ctx, query, args...)
+	return q.q.QueryContext(ctx, query, args...)
 }
 
 func (q *txQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	if s := q.stmt(ctx, query); s != nil {
 		return s.QueryRowContext(ctx, args...)
 	}
-	return q.tx.QueryRowContext(ctx, query, args...)
+	return q.q.QueryRowContext(ctx, query, args...)
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,10 +39,6 @@ type Store struct {
 	pgConfig *pgx.ConnConfig
 	// active answers ActiveGrant from memory for single-writer dialects.
 	active *activeIndex
-
-	// appendMu is held by the transaction of this process that writes
-	// deferred audit records, from locking the head until it commits.
-	appendMu sync.Mutex
 
 	// OnCommit, if set, is called after each committed transaction that
 	// appended audit events, with those events as stored. It runs before
@@ -79,6 +74,12 @@ func open(ctx context.Context, d *dialect, wdb, rdb *sql.DB) (*Store, error) {
 			return nil, err
 		}
 		s.active = ix
+	}
+	if !d.singleWriter {
+		// The driver prepares and caches statements per connection, and
+		// write transactions run on a connection, not a *sql.Tx (see
+		// [Store.sharedTx]).
+		return s, nil
 	}
 	for _, query := range q.prepared() {
 		st, err := wdb.PrepareContext(ctx, query)
@@ -130,6 +131,9 @@ func migrate(ctx context.Context, d *dialect, db *sql.DB) error {
 // another, so fn must not call Tx itself; it may read through the Store,
 // which sees the last committed state.
 func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx) error) error {
+	if s.d.deferAudit {
+		return s.sharedTx(ctx, fn)
+	}
 	if s.writer != nil {
 		select {
 		case s.writer <- struct{}{}:
@@ -145,7 +149,7 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx
 	t := &tx{
 		reader: reader{d: s.d, q: s.q},
 		s:      s,
-		db:     &txQuerier{tx: sqlTx, prepared: s.stmts},
+		db:     &txQuerier{q: sqlTx, tx: sqlTx, prepared: s.stmts},
 	}
 	t.reader.db = t.db
 	done := false
@@ -156,17 +160,6 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx
 		}
 	}()
 	err = fn(ctx, t)
-	if err == nil && len(t.pending) > 0 {
-		// One transaction of this process at a time waits for the head of
-		// the log: the others wait here, not in the database's lock queue.
-		// One that holds the tree's row already (it read the log) must not
-		// wait here for one that waits for that row.
-		if t.tree == nil {
-			s.appendMu.Lock()
-			defer s.appendMu.Unlock()
-		}
-		err = t.flushAudit(ctx)
-	}
 	if err != nil {
 		done = true
 		s.forgetHead()

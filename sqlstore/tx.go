@@ -29,6 +29,9 @@ type tx struct {
 	// pending are audit events appended and not yet written, where the
 	// dialect defers appends to the commit.
 	pending []lapse.AuditEvent
+	// conn is the connection of a transaction that the store began itself
+	// (see [Store.sharedTx]).
+	conn *sql.Conn
 }
 
 var _ lapse.Tx = (*tx)(nil)
@@ -153,11 +156,14 @@ func (t *tx) AppendAudit(ctx context.Context, evs ...lapse.AuditEvent) error {
 	return t.writeAudit(ctx, evs)
 }
 
-// flushAudit writes the records that AppendAudit deferred, after locking
-// the audit tree's row.
+// flushAudit writes the records that AppendAudit deferred, locking the
+// audit tree's row.
 func (t *tx) flushAudit(ctx context.Context) error {
 	if len(t.pending) == 0 {
 		return nil
+	}
+	if t.conn != nil {
+		return t.flushShared(ctx)
 	}
 	if err := t.writeAudit(ctx, t.pending); err != nil {
 		return err
