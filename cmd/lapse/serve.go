@@ -220,7 +220,7 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 		}
 	}()
 	for _, c := range cfg.Connectors {
-		conn, err := openConnector(ctx, c, tokens, dir, keys, st.listener != nil, logger)
+		conn, err := openConnector(ctx, c, tokens, dir, keys, store, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -475,6 +475,13 @@ func (a *app) Serve(ctx context.Context, ln net.Listener) error {
 			a.logger.Error("monitor stopped", "err", err)
 		}
 	})
+	for _, c := range a.conns {
+		// Every replica keeps its own sshd's KRL file up to date with the
+		// shared revocation list.
+		if r, ok := c.(interface{ Run(context.Context) error }); ok {
+			wg.Go(func() { _ = r.Run(ctx) })
+		}
+	}
 	for _, w := range a.sinks {
 		// The new holder resumes from the sink's cursor in the store.
 		wg.Go(func() { _ = a.singleton("sink/"+w.Sink.Name()).Run(ctx, w.Run) })
