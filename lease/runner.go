@@ -37,7 +37,8 @@ type Runner struct {
 	// Default [DefaultTTL].
 	TTL time.Duration
 	// Renew is how often the holder renews and a server without the lease
-	// asks for it again; default TTL/3.
+	// asks for it again; default TTL/3, and TTL/3 as well when it is not
+	// below TTL/2, which would leave no time to retry a failed renewal.
 	Renew time.Duration
 	// Logger receives acquisitions and losses; nil means slog.Default().
 	Logger *slog.Logger
@@ -114,7 +115,7 @@ func (r *Runner) ttl() time.Duration {
 }
 
 func (r *Runner) renew() time.Duration {
-	if r.Renew <= 0 {
+	if r.Renew <= 0 || r.Renew >= r.ttl()/2 {
 		return r.ttl() / 3
 	}
 	return r.Renew
