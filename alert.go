@@ -66,6 +66,19 @@ type Alert struct {
 	AckedAt  time.Time `json:"acked_at,omitzero"`
 }
 
+// The anomaly rules that alert on facts the risk score measures itself.
+// The monitor raises their alerts and the risk score reads them, so the
+// names live here.
+const (
+	// RuleUnusualHour: a request in an hour the user has not requested in.
+	RuleUnusualHour = "unusual_hour"
+	// RuleNewCountry: a request from a country the user has not requested
+	// from.
+	RuleNewCountry = "new_country"
+	// RuleDenialBurst: many refused or denied requests of one user.
+	RuleDenialBurst = "denial_burst"
+)
+
 // AlertFilter selects alerts. Zero fields match everything.
 type AlertFilter struct {
 	State    string

@@ -342,6 +342,17 @@ func (b *Broker) resolve(r lapse.Request) (*lapse.Resource, *lapse.Role) {
 	return res, role
 }
 
+// MayDecide reports whether p may approve or deny r: an approver that
+// policy allows for it, or an admin (who may deny anything), never its
+// requester. Auditors read requests but decide nothing.
+func (b *Broker) MayDecide(p lapse.Principal, r lapse.Request) bool {
+	if p.Name == r.User {
+		return false
+	}
+	res, role := b.resolve(r)
+	return p.Admin || b.mayApprove(p, r, res, role).Allow
+}
+
 // mayApprove reports whether p may approve or deny r.
 func (b *Broker) mayApprove(p lapse.Principal, r lapse.Request, res *lapse.Resource, role *lapse.Role) lapse.Decision {
 	return b.Decider.Decide(lapse.DecisionInput{Action: lapse.PolicyApprove, Principal: p, Resource: res, Role: role,

@@ -11,8 +11,8 @@ import (
 const maxTimeline = 1000
 
 // Timeline returns the audit records of request id, oldest first, to
-// whoever may see the request ([Broker.Get]). The requester and admins get
-// every record; an approver gets the lifecycle without the activity
+// whoever may see the request ([Broker.Get]). The requester, admins and
+// auditors get every record; an approver gets the lifecycle without the activity
 // records (what the requester did with the access).
 func (b *Broker) Timeline(ctx context.Context, p lapse.Principal, id string) ([]lapse.AuditEvent, error) {
 	r, err := b.Get(ctx, p, id)
@@ -23,7 +23,7 @@ func (b *Broker) Timeline(ctx context.Context, p lapse.Principal, id string) ([]
 	if err != nil {
 		return nil, err
 	}
-	if !p.Admin && r.User != p.Name {
+	if !p.ReadsAll() && r.User != p.Name {
 		evs = slices.DeleteFunc(evs, func(e lapse.AuditEvent) bool { return e.Type == lapse.EvActivity })
 	}
 	return evs, nil

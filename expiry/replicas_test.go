@@ -379,7 +379,10 @@ func TestReplicasExpireExactlyOnce(t *testing.T) {
 					}
 					break
 				}
-				if err != nil || res.Request.State != lapse.StateActive {
+				// Approved means the inline step could not record its
+				// result (its claim outlived on a loaded machine, and
+				// another replica provisions it): still one grant to end.
+				if err != nil || (res.Request.State != lapse.StateActive && res.Request.State != lapse.StateApproved) {
 					t.Errorf("submit %d: %v (%s)", i, err, res.Request.State)
 					return
 				}

@@ -12,12 +12,13 @@ import (
 	"github.com/lapse-access/lapse/report"
 )
 
-// Who may read what of the audit log: admins everything. Anyone signed in
-// may read the latest checkpoint and the public key (they reveal the
-// log's size and root hash, nothing of its content), the inclusion proof
-// of a record about themselves, and the evidence bundle of their own
-// request. Verifying, exporting and reports, which read every record, are
-// for admins.
+// Who may read what of the audit log: admins and auditors everything.
+// Anyone signed in may read the latest checkpoint and the public key (they
+// reveal the log's size and root hash, nothing of its content), the
+// inclusion proof of a record about themselves, and the evidence bundle of
+// their own request. Verifying, exporting and reports, which read every
+// record, are for admins and auditors. Signing a checkpoint on demand
+// changes the log's state: admins only.
 
 type handler = func(w http.ResponseWriter, r *http.Request, p lapse.Principal) error
 
@@ -37,6 +38,8 @@ func (s *Server) auditRoutes(v1 func(pattern string, h handler)) {
 	v1("GET /v1/report", s.report)
 }
 
+// adminOnly refuses anyone but admins: the rule of every change that is
+// not one's own.
 func adminOnly(p lapse.Principal, what string) error {
 	if !p.Admin {
 		return lapse.Forbiddenf("only admins may %s", what)
@@ -44,8 +47,17 @@ func adminOnly(p lapse.Principal, what string) error {
 	return nil
 }
 
+// readsAll refuses anyone but admins and auditors: the rule of reading
+// what is about everyone.
+func readsAll(p lapse.Principal, what string) error {
+	if !p.ReadsAll() {
+		return lapse.Forbiddenf("only admins and auditors may %s", what)
+	}
+	return nil
+}
+
 func (s *Server) verifyLog(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
-	if err := adminOnly(p, "verify the audit log"); err != nil {
+	if err := readsAll(p, "verify the audit log"); err != nil {
 		return err
 	}
 	res, err := s.Audit.Verify(r.Context())
@@ -120,7 +132,7 @@ func timeParam(r *http.Request, name string) (time.Time, error) {
 }
 
 func (s *Server) export(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
-	if err := adminOnly(p, "export the audit log"); err != nil {
+	if err := readsAll(p, "export the audit log"); err != nil {
 		return err
 	}
 	since, err := timeParam(r, "since")
@@ -168,7 +180,7 @@ func (s *Server) proof(w http.ResponseWriter, r *http.Request, p lapse.Principal
 	if err != nil {
 		return err
 	}
-	if len(evs) == 0 || evs[0].Seq != seq || (!p.Admin && evs[0].User != p.Name) {
+	if len(evs) == 0 || evs[0].Seq != seq || (!p.ReadsAll() && evs[0].User != p.Name) {
 		// Not found rather than forbidden: whether a record exists is
 		// itself not for everyone.
 		return lapse.NotFoundf("audit record %d not found", seq)
@@ -194,13 +206,14 @@ func (s *Server) proof(w http.ResponseWriter, r *http.Request, p lapse.Principal
 
 func (s *Server) evidence(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
 	// Get applies who may see the request: the requester, its approvers,
-	// admins. The bundle is for the requester and admins.
+	// admins and auditors. The bundle is for the requester, admins and
+	// auditors.
 	req, err := s.Broker.Get(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	if !p.Admin && req.User != p.Name {
-		return lapse.Forbiddenf("only the requester and admins may take the evidence of request %s", req.ID)
+	if !p.ReadsAll() && req.User != p.Name {
+		return lapse.Forbiddenf("only the requester, admins and auditors may take the evidence of request %s", req.ID)
 	}
 	b, err := s.Audit.Evidence(r.Context(), req.ID)
 	if err != nil {
@@ -213,7 +226,7 @@ func (s *Server) evidence(w http.ResponseWriter, r *http.Request, p lapse.Princi
 }
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
-	if err := adminOnly(p, "read access reports"); err != nil {
+	if err := readsAll(p, "read access reports"); err != nil {
 		return err
 	}
 	since, err := timeParam(r, "since")

@@ -17,7 +17,7 @@ import (
 const loginCookie = "lapse_login"
 
 // identityRoutes adds sign-in, sessions and service accounts.
-func (s *Server) identityRoutes(mux *http.ServeMux, v1 func(string, func(http.ResponseWriter, *http.Request, lapse.Principal) error)) {
+func (s *Server) identityRoutes(mux handleFunc, v1 func(string, handler)) {
 	if s.Identity == nil {
 		return
 	}

@@ -24,7 +24,7 @@ type Monitor interface {
 }
 
 // monitorRoutes adds the activity and alert endpoints.
-func (s *Server) monitorRoutes(mux *http.ServeMux, v1 func(string, func(http.ResponseWriter, *http.Request, lapse.Principal) error)) {
+func (s *Server) monitorRoutes(mux handleFunc, v1 func(string, handler)) {
 	mux.HandleFunc("POST /v1/activity", s.activity)
 	v1("GET /v1/alerts", s.alerts)
 	v1("POST /v1/alerts/{id}/ack", s.ackAlert)
@@ -61,8 +61,8 @@ func (s *Server) activity(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) alerts(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
-	if !p.Admin {
-		return lapse.Forbiddenf("only admins may read alerts")
+	if err := readsAll(p, "read alerts"); err != nil {
+		return err
 	}
 	if s.Monitor == nil {
 		return lapse.NotFoundf("activity monitoring is not enabled on this server")
@@ -83,8 +83,8 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request, p lapse.Principa
 }
 
 func (s *Server) ackAlert(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
-	if !p.Admin {
-		return lapse.Forbiddenf("only admins may acknowledge alerts")
+	if err := adminOnly(p, "acknowledge alerts"); err != nil {
+		return err
 	}
 	if s.Monitor == nil {
 		return lapse.NotFoundf("activity monitoring is not enabled on this server")

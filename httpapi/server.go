@@ -92,12 +92,29 @@ func (s *Server) Handler() http.Handler {
 		s.ParseDuration = time.ParseDuration
 	}
 	mux := http.NewServeMux()
+	s.register(mux.Handle)
+	return mux
+}
+
+// Routes returns the patterns of the routes that [Server.Handler] serves,
+// with this configuration (the audit, monitor and identity routes only
+// when those are set). Tests walk it to check that every route has a rule
+// for who may call it.
+func (s *Server) Routes() []string {
+	var out []string
+	s.register(func(pattern string, _ http.Handler) { out = append(out, pattern) })
+	return out
+}
+
+// register adds every route with handle.
+func (s *Server) register(handle func(pattern string, h http.Handler)) {
+	mux := handleFunc(handle)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	if s.Metrics != nil {
-		mux.Handle("GET /metrics", s.Metrics)
+		handle("GET /metrics", s.Metrics)
 	}
 	if s.Tokens != nil {
 		mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
@@ -106,7 +123,7 @@ func (s *Server) Handler() http.Handler {
 			_, _ = w.Write(s.Tokens.JWKS())
 		})
 	}
-	v1 := func(pattern string, h func(w http.ResponseWriter, r *http.Request, p lapse.Principal) error) {
+	v1 := func(pattern string, h handler) {
 		mux.HandleFunc(pattern, s.authed(h))
 	}
 	v1("POST /v1/requests", s.submit)
@@ -129,14 +146,19 @@ func (s *Server) Handler() http.Handler {
 	v1("GET /v1/ssh/krl", s.sshKRL)
 	s.monitorRoutes(mux, v1)
 	if s.UI != nil {
-		mux.Handle("/", s.UI)
+		handle("/", s.UI)
 	}
 	s.identityRoutes(mux, v1)
 	mux.HandleFunc("/v1/", s.authed(func(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
 		return lapse.NotFoundf("no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
-	return mux
 }
+
+// handleFunc adapts a Handle function to handler functions.
+type handleFunc func(pattern string, h http.Handler)
+
+// HandleFunc registers h for pattern.
+func (f handleFunc) HandleFunc(pattern string, h http.HandlerFunc) { f(pattern, h) }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if s.Ready != nil {
@@ -580,6 +602,9 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, p lapse.Principal
 }
 
 func (s *Server) verify(w http.ResponseWriter, r *http.Request, p lapse.Principal) error {
+	if err := readsAll(p, "verify the audit log"); err != nil {
+		return err
+	}
 	n, head, err := s.Broker.VerifyAudit(r.Context())
 	out := api.Verify{OK: err == nil, Records: n, Head: head}
 	var ce *lapse.ChainError

@@ -105,3 +105,23 @@ func (h *History) country(ip string) string {
 	}
 	return h.Country(a.Unmap())
 }
+
+// OpenAlertRules returns the rule of each open alert about user, for the
+// risk score, which counts them (see signals.Risk).
+func (h *History) OpenAlertRules(ctx context.Context, user string) ([]string, error) {
+	var out []string
+	f := lapse.AlertFilter{User: user, State: lapse.AlertOpen, Limit: 1000}
+	for {
+		page, err := h.Store.ListAlerts(ctx, f)
+		if err != nil {
+			return out, err
+		}
+		for _, a := range page {
+			out = append(out, a.Rule)
+		}
+		if len(page) < f.Limit {
+			return out, nil
+		}
+		f.AfterID = page[len(page)-1].ID
+	}
+}

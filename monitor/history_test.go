@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -40,8 +41,48 @@ func TestHistoryFeedsRisk(t *testing.T) {
 	}
 	risk := signals.Risk(signals.RiskInput{Network: lapse.NetworkSignals{Country: "FR"}, KnownCountries: u.Countries,
 		UsualHours: u.Hours, Hour: 3, Device: lapse.DeviceSignals{Known: lapse.FlagTrue, Managed: lapse.FlagTrue,
-			DiskEncrypted: lapse.FlagTrue, OSUpToDate: lapse.FlagTrue}, OpenAlerts: 1, Now: at})
+			DiskEncrypted: lapse.FlagTrue, OSUpToDate: lapse.FlagTrue}, OpenAlerts: []string{monitor.RuleRequestBurst}, Now: at})
 	if risk.Score != 45 {
 		t.Fatalf("risk from a new country outside usual hours with an open alert: %d %v", risk.Score, risk.Reasons)
+	}
+}
+
+// A request from a new country at an unusual hour raises the alerts of
+// those rules. While the score still measures the country and the hour
+// itself, the alerts do not add them again; once the user's habits have
+// learned them, the open alerts carry the facts until acknowledged.
+func TestRiskCountsEachFactOnce(t *testing.T) {
+	st := lapsetest.OpenStore(t)
+	seed(t, st, "alice", nineToFive(6))
+	w := newWatcher(t, st, monitor.DefaultRules())
+	at := day.Add(3 * time.Hour)
+	raised := submit(t, w, st, "night", "alice", past{at: at, ip: "198.51.100.7", device: "laptop-1"})
+	var names []string
+	for _, a := range raised {
+		names = append(names, a.Rule)
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{monitor.RuleNewCountry, monitor.RuleUnusualHour}) {
+		t.Fatalf("raised %v, want new_country and unusual_hour", names)
+	}
+	clean := lapse.DeviceSignals{Known: lapse.FlagTrue, Managed: lapse.FlagTrue, DiskEncrypted: lapse.FlagTrue, OSUpToDate: lapse.FlagTrue}
+	score := func(now time.Time) lapse.RiskSignals {
+		t.Helper()
+		h := w.History.Of(t.Context(), "alice", now)
+		open, err := w.History.OpenAlertRules(t.Context(), "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signals.Risk(signals.RiskInput{Device: clean, Network: lapse.NetworkSignals{Country: "FR"}, Hour: now.UTC().Hour(),
+			KnownCountries: h.Countries, UsualHours: h.Hours, RecentDenials: h.Refused, OpenAlerts: open, Now: now})
+	}
+	// Within the minute the habits are cached: France and 03:00 are still
+	// new to them.
+	if r := score(at.Add(30 * time.Second)); r.Score != 30 || !slices.Equal(r.Reasons, []string{"+20 new country FR", "+10 outside usual hours"}) {
+		t.Errorf("risk while the score measures the country and the hour: %d %v, want 30", r.Score, r.Reasons)
+	}
+	// Read again, the habits hold the night request: the alerts count.
+	if r := score(at.Add(2 * time.Minute)); r.Score != 30 || !slices.Equal(r.Reasons, []string{"+30 2 open alerts"}) {
+		t.Errorf("risk once the habits learned the country and the hour: %d %v, want 30", r.Score, r.Reasons)
 	}
 }

@@ -13,10 +13,10 @@ import (
 const (
 	// RuleUnusualHour: a request in an hour (UTC) in which the user has
 	// not requested before, once they have a history.
-	RuleUnusualHour = "unusual_hour"
+	RuleUnusualHour = lapse.RuleUnusualHour
 	// RuleNewCountry: a request from a country the user has not requested
 	// from before, once they have a history.
-	RuleNewCountry = "new_country"
+	RuleNewCountry = lapse.RuleNewCountry
 	// RuleNewDevice: a request from a device the user has not requested
 	// from before, once they have a history.
 	RuleNewDevice = "new_device"
@@ -24,7 +24,7 @@ const (
 	RuleRequestBurst = "request_burst"
 	// RuleDenialBurst: Count refused or denied requests of one user within
 	// Window.
-	RuleDenialBurst = "denial_burst"
+	RuleDenialBurst = lapse.RuleDenialBurst
 	// RuleOutsideGrant: activity reported for a user, resource and role
 	// that no grant covered when it happened.
 	RuleOutsideGrant = "activity_outside_grant"

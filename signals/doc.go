@@ -34,5 +34,8 @@
 //	+10  outside usual hours: the hour is not among the user's usual
 //	     hours (only when the user has some)
 //	+5   per recent denial, at most +20
-//	+15  per open anomaly alert, at most +30
+//	+15  per open anomaly alert, at most +30; an alert of new_country,
+//	     unusual_hour or denial_burst is not counted when the request
+//	     already scores its fact (a new country, an unusual hour, recent
+//	     denials), so that no fact weighs twice
 package signals

@@ -43,8 +43,9 @@ type RiskInput struct {
 	Hour int
 	// RecentDenials counts this user's recently denied requests.
 	RecentDenials int
-	// OpenAlerts counts the open anomaly alerts about this user.
-	OpenAlerts int
+	// OpenAlerts are the rules of the open anomaly alerts about this user,
+	// one entry per alert.
+	OpenAlerts []string
 	// MaxPostureAge is how old a device's posture may be before it counts
 	// as stale; zero or less skips the check.
 	MaxPostureAge time.Duration
@@ -60,20 +61,44 @@ type RiskInput struct {
 func Risk(in RiskInput) lapse.RiskSignals {
 	s := scorer{reasons: []string{}}
 	s.device(in.Device, in.MaxPostureAge, in.Now)
+	newCountry := false
 	if c := strings.ToUpper(in.Network.Country); c != "" && len(in.KnownCountries) > 0 &&
 		!slices.ContainsFunc(in.KnownCountries, func(k string) bool { return strings.EqualFold(k, c) }) {
 		s.add(weightNewCountry, "new country "+c)
+		newCountry = true
 	}
+	unusualHour := false
 	if len(in.UsualHours) > 0 && minHour <= in.Hour && in.Hour <= maxHour && !slices.Contains(in.UsualHours, in.Hour) {
 		s.add(weightUnusualHour, "outside usual hours")
+		unusualHour = true
 	}
 	if in.RecentDenials > 0 {
 		s.add(min(in.RecentDenials*weightPerDenial, maxDenials), plural(in.RecentDenials, "recent denial"))
 	}
-	if in.OpenAlerts > 0 {
-		s.add(min(in.OpenAlerts*weightPerAlert, maxAlerts), plural(in.OpenAlerts, "open alert"))
+	if n := countAlerts(in.OpenAlerts, newCountry, unusualHour, in.RecentDenials > 0); n > 0 {
+		s.add(min(n*weightPerAlert, maxAlerts), plural(n, "open alert"))
 	}
 	return lapse.RiskSignals{Known: true, Score: min(s.score, maxScore), Reasons: s.reasons}
+}
+
+// countAlerts counts the open alerts that add to the score. Each fact is
+// counted once: an alert of new_country, unusual_hour or denial_burst is
+// left out when this request's score already holds its fact (a new
+// country, an unusual hour, recent refusals). Once the user's habits have
+// learned the country or the hour, the alert counts until an admin
+// acknowledges it.
+func countAlerts(rules []string, newCountry, unusualHour, denials bool) int {
+	n := 0
+	for _, r := range rules {
+		switch {
+		case r == lapse.RuleNewCountry && newCountry,
+			r == lapse.RuleUnusualHour && unusualHour,
+			r == lapse.RuleDenialBurst && denials:
+			continue
+		}
+		n++
+	}
+	return n
 }
 
 // scorer sums contributions and lists their reasons.

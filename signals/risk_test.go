@@ -116,12 +116,31 @@ func TestRisk(t *testing.T) {
 			20, []string{"+20 9 recent denials"}},
 		{"negative counts ignored", clean(func(in *signals.RiskInput) {
 			in.RecentDenials = -4
-			in.OpenAlerts = -1
 		}), 0, []string{}},
-		{"one alert", clean(func(in *signals.RiskInput) { in.OpenAlerts = 1 }),
+		{"one alert", clean(func(in *signals.RiskInput) { in.OpenAlerts = []string{"new_device"} }),
 			15, []string{"+15 1 open alert"}},
-		{"alerts capped", clean(func(in *signals.RiskInput) { in.OpenAlerts = 5 }),
-			30, []string{"+30 5 open alerts"}},
+		{"alerts capped", clean(func(in *signals.RiskInput) {
+			in.OpenAlerts = []string{"new_device", "request_burst", "activity_outside_grant", "two_countries", "new_device"}
+		}), 30, []string{"+30 5 open alerts"}},
+		// Each fact counts once: by the score's own measure, or by the
+		// alert about it when the score does not measure it now.
+		{"new country and its alert", clean(func(in *signals.RiskInput) {
+			in.Network.Country = "FR"
+			in.OpenAlerts = []string{lapse.RuleNewCountry}
+		}), 20, []string{"+20 new country FR"}},
+		{"unusual hour and its alert", clean(func(in *signals.RiskInput) {
+			in.Hour = 3
+			in.OpenAlerts = []string{lapse.RuleUnusualHour, "new_device"}
+		}), 25, []string{"+10 outside usual hours", "+15 1 open alert"}},
+		{"denials and their burst", clean(func(in *signals.RiskInput) {
+			in.RecentDenials = 5
+			in.OpenAlerts = []string{lapse.RuleDenialBurst}
+		}), 20, []string{"+20 5 recent denials"}},
+		{"alerts of habits already learned", clean(func(in *signals.RiskInput) {
+			in.Network.Country = "DE"
+			in.Hour = 9
+			in.OpenAlerts = []string{lapse.RuleNewCountry, lapse.RuleUnusualHour, lapse.RuleDenialBurst}
+		}), 30, []string{"+30 3 open alerts"}},
 		{"sum of several", clean(func(in *signals.RiskInput) {
 			in.Device = with(func(d *lapse.DeviceSignals) { d.DiskEncrypted = lapse.FlagFalse })
 			in.Network.Country = "FR"
@@ -135,7 +154,7 @@ func TestRisk(t *testing.T) {
 			in.Network.Country = "FR"
 			in.Hour = 2
 			in.RecentDenials = 4
-			in.OpenAlerts = 2
+			in.OpenAlerts = []string{"new_device", "two_countries"}
 		}), 100, []string{
 			"+25 device not managed", "+10 disk not encrypted", "+10 OS out of date",
 			"+15 posture older than 1h", "+20 new country FR", "+10 outside usual hours",

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/lapse-access/lapse"
@@ -158,15 +159,79 @@ func auditValues(ev *lapse.AuditEvent) ([]any, error) {
 	return v, nil
 }
 
-// scanAudit reads a row of [auditColumns].
-func scanAudit(sc scanner) (lapse.AuditEvent, error) {
+// Audit rows are read in four columns: seq, time, data, and the ten text
+// columns joined into one, in [auditColumns] order, with auditSep between
+// them. The driver's work and the allocations grow with the number of
+// columns; this halves the CPU time of reading the log. A text with
+// exactly nine separators splits back into the ten columns only one way,
+// because no column has a separator in it; a row with more (a column that
+// has one) is read again by [readAuditRow].
+const (
+	auditSep        = "\x1f"
+	auditReadFields = 10
+	// auditReadColumns takes auditSep as its first argument.
+	auditReadColumns = `seq, time, data, concat_ws(CAST(? AS TEXT), type, actor, request_id, user_name,
+	resource, role, from_state, to_state, prev_hash, hash)`
+	selectAuditRow = `SELECT ` + auditColumns + ` FROM audit WHERE seq = ?`
+)
+
+// readAudit appends the events of rows, rows of [auditReadColumns], to
+// out. It returns the indexes in out of the events whose text did not
+// split into its columns, for the caller to read with [readAuditRow].
+//
+// It reuses the scan destinations from row to row and copies the data of
+// all the rows into one growing buffer: an event costs the one string the
+// driver returns, which its text fields share.
+func readAudit(rows *sql.Rows, out []lapse.AuditEvent) ([]lapse.AuditEvent, []int, error) {
+	var (
+		ev     lapse.AuditEvent
+		t      sql.NullInt64
+		data   sql.RawBytes
+		text   string
+		buf    []byte
+		f      [auditReadFields]string
+		reread []int
+	)
+	dest := []any{&ev.Seq, &t, &data, &text}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, nil, err
+		}
+		if strings.Count(text, auditSep) != auditReadFields-1 {
+			reread = append(reread, len(out))
+			out = append(out, lapse.AuditEvent{Seq: ev.Seq})
+			continue
+		}
+		rest := text
+		for i := range auditReadFields - 1 {
+			f[i], rest, _ = strings.Cut(rest, auditSep)
+		}
+		f[auditReadFields-1] = rest
+		ev.Type, ev.Actor, ev.RequestID, ev.User, ev.Resource = f[0], f[1], f[2], f[3], f[4]
+		ev.Role, ev.From, ev.To, ev.PrevHash, ev.Hash = f[5], lapse.State(f[6]), lapse.State(f[7]), f[8], f[9]
+		ev.Time = decodeTime(t)
+		ev.Data = nil
+		if len(data) > 0 {
+			if cap(buf)-len(buf) < len(data) {
+				buf = make([]byte, 0, max(len(data), 64<<10))
+			}
+			buf = append(buf, data...)
+			ev.Data = buf[len(buf)-len(data) : len(buf) : len(buf)]
+		}
+		out = append(out, ev)
+	}
+	return out, reread, rows.Err()
+}
+
+// readAuditRow reads a row of [auditColumns].
+func readAuditRow(row *sql.Row) (lapse.AuditEvent, error) {
 	var (
 		ev       lapse.AuditEvent
 		t        sql.NullInt64
 		from, to string
 		data     []byte
 	)
-	err := sc.Scan(&ev.Seq, &t, &ev.Type, &ev.Actor, &ev.RequestID, &ev.User, &ev.Resource,
+	err := row.Scan(&ev.Seq, &t, &ev.Type, &ev.Actor, &ev.RequestID, &ev.User, &ev.Resource,
 		&ev.Role, &from, &to, &data, &ev.PrevHash, &ev.Hash)
 	if err != nil {
 		return lapse.AuditEvent{}, err

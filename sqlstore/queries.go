@@ -19,7 +19,7 @@ const requestColumns = `id, user_name, resource, role, reason, ticket, duration,
 	ref, attempts, next_at, owner, last_error, credentials_waiting, inputs, outputs, client_ip, device, version`
 
 // auditColumns are the columns of the audit table in the order that
-// [scanAudit] reads and [auditValues] writes them.
+// [readAudit] reads and [auditValues] writes them.
 const auditColumns = `seq, time, type, actor, request_id, user_name, resource, role,
 	from_state, to_state, data, prev_hash, hash`
 

@@ -17,7 +17,7 @@ const (
 	defaultRequestLimit = 500
 	defaultAuditLimit   = 1000
 	// scanPage is how many audit events ScanAudit holds in memory at once.
-	scanPage = 500
+	scanPage = 1000
 )
 
 // reader implements [lapse.Reader] on the read pool or in a transaction.
@@ -187,27 +187,37 @@ func (r *reader) ListAudit(ctx context.Context, f lapse.AuditFilter) ([]lapse.Au
 	if e.err != nil {
 		return nil, fmt.Errorf("list audit: %w", e.err)
 	}
-	query := "SELECT " + auditColumns + " FROM audit"
+	query := "SELECT " + auditReadColumns + " FROM audit"
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
 	query += " ORDER BY seq LIMIT ?"
 	args = append(args, limit)
-	rows, err := r.db.QueryContext(ctx, r.d.sql(query), args...)
+	out, err := r.queryAudit(ctx, make([]lapse.AuditEvent, 0, min(limit, scanPage)), query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list audit: %w", err)
 	}
-	defer rows.Close()
-	var out []lapse.AuditEvent
-	for rows.Next() {
-		ev, err := scanAudit(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list audit: %w", err)
-		}
-		out = append(out, ev)
+	return out, nil
+}
+
+// queryAudit appends to out the events query selects: its columns are
+// [auditReadColumns], args its arguments after the separator.
+func (r *reader) queryAudit(ctx context.Context, out []lapse.AuditEvent, query string, args ...any) ([]lapse.AuditEvent, error) {
+	rows, err := r.db.QueryContext(ctx, r.d.sql(query), append([]any{auditSep}, args...)...)
+	if err != nil {
+		return nil, err
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list audit: %w", err)
+	out, reread, err := readAudit(rows, out)
+	if cerr := rows.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range reread {
+		if out[i], err = readAuditRow(r.db.QueryRowContext(ctx, r.d.sql(selectAuditRow), out[i].Seq)); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -223,9 +233,10 @@ func (r *reader) ScanAudit(ctx context.Context, fn func(lapse.AuditEvent) error)
 // sequence order, stopping at the first error, which it returns. It reads a
 // page of events at a time and holds no query open while fn runs.
 func (r *reader) ScanAuditFrom(ctx context.Context, after int64, fn func(lapse.AuditEvent) error) error {
+	page := make([]lapse.AuditEvent, 0, scanPage)
 	for {
-		page, err := r.ListAudit(ctx, lapse.AuditFilter{AfterSeq: after, Limit: scanPage})
-		if err != nil {
+		var err error
+		if page, err = r.auditPage(ctx, after, page[:0]); err != nil {
 			return err
 		}
 		for _, ev := range page {
@@ -237,7 +248,21 @@ func (r *reader) ScanAuditFrom(ctx context.Context, after int64, fn func(lapse.A
 			return nil
 		}
 		after = page[len(page)-1].Seq
+		clear(page) // let the strings of this page go
 	}
+}
+
+// selectAuditPage reads the page of audit events after a Seq.
+const selectAuditPage = `SELECT ` + auditReadColumns + ` FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`
+
+// auditPage appends to out the page of scanPage audit events that follows
+// the one with Seq after.
+func (r *reader) auditPage(ctx context.Context, after int64, out []lapse.AuditEvent) ([]lapse.AuditEvent, error) {
+	out, err := r.queryAudit(ctx, out, selectAuditPage, after, scanPage)
+	if err != nil {
+		return nil, fmt.Errorf("scan audit: %w", err)
+	}
+	return out, nil
 }
 
 // CountRequests returns how many requests are in state.

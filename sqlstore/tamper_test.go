@@ -24,6 +24,9 @@ func TestTampering(t *testing.T) {
 		{"edit time", "audit_no_update", "UPDATE audit SET time = time + 1 WHERE seq = 4", 4},
 		{"delete", "audit_no_delete", "DELETE FROM audit WHERE seq = 2", 2},
 		{"delete last", "audit_no_delete", "DELETE FROM audit WHERE seq = 5", 0},
+		// Reads join the text columns with U+001F between them: a
+		// separator moved into a column must not read back as before.
+		{"move a column into another", "audit_no_update", "UPDATE audit SET type = type || char(31) || actor, actor = '' WHERE seq = 3", 3},
 		{"reorder", "audit_no_update", "UPDATE audit SET seq = -1 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = -1", 2},
 	}
 	for _, tc := range tests {
@@ -74,4 +77,61 @@ func TestTampering(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAuditSeparatorInFields stores records whose text fields hold the
+// character that reads join the text columns with, and reads them back
+// intact, by page, by filter and in a scan.
+func TestAuditSeparatorInFields(t *testing.T) {
+	ctx := t.Context()
+	s, err := sqlstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "lapse.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	var want []lapse.AuditEvent
+	for i, actor := range []string{"alice", "a\x1fb", "\x1f", "bob", "\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1f"} {
+		r := lapse.Request{ID: "r\x1f1", User: "alice", Resource: "db", Role: "read", State: lapse.StateActive}
+		ev := lapse.NewAuditEvent(lapse.EvActivity, actor, lapse.StateActive, r, map[string]int{"i": i}, now.Add(time.Duration(i)*time.Second))
+		if err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.AppendAudit(ctx, ev) }); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, ev)
+	}
+	check := func(name string, got []lapse.AuditEvent) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d records, want %d", name, len(got), len(want))
+		}
+		for i, ev := range got {
+			w := want[i]
+			if ev.Seq != int64(i+1) || ev.Actor != w.Actor || ev.RequestID != w.RequestID || ev.User != w.User ||
+				ev.Type != w.Type || !ev.Time.Equal(w.Time) || string(ev.Data) != string(w.Data) || len(ev.Hash) != 64 {
+				t.Errorf("%s: record %d reads back as %+v, want %+v", name, i+1, ev, w)
+			}
+		}
+	}
+	list, err := s.ListAudit(ctx, lapse.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("list", list)
+	byRequest, err := s.ListAudit(ctx, lapse.AuditFilter{RequestID: "r\x1f1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("list by request", byRequest)
+	var (
+		scanned []lapse.AuditEvent
+		v       lapse.ChainVerifier
+	)
+	err = s.ScanAudit(ctx, func(ev lapse.AuditEvent) error {
+		scanned = append(scanned, ev)
+		return v.Add(ev)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("scan", scanned)
 }

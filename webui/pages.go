@@ -41,6 +41,20 @@ var flashes = map[string]string{
 func flash(r *http.Request) string { return flashes[r.URL.Query().Get("done")] }
 
 func (s *Server) myRequests(w http.ResponseWriter, r *http.Request, sess session) error {
+	return s.requests(w, r, sess, &view{Title: "My requests", Nav: "mine", Path: "/"})
+}
+
+// allRequests lists everyone's requests, for admins and auditors.
+func (s *Server) allRequests(w http.ResponseWriter, r *http.Request, sess session) error {
+	if !sess.ReadsAll() {
+		return lapse.Forbiddenf("only admins and auditors see everyone's requests")
+	}
+	return s.requests(w, r, sess, &view{Title: "All requests", Nav: "all", Path: "/admin/requests"})
+}
+
+// requests renders a list of requests filtered by state: one's own, or,
+// on the page of everyone's, all that sess may read.
+func (s *Server) requests(w http.ResponseWriter, r *http.Request, sess session, v *view) error {
 	filter := r.URL.Query().Get("state")
 	if filter == "" {
 		filter = "open"
@@ -49,12 +63,12 @@ func (s *Server) myRequests(w http.ResponseWriter, r *http.Request, sess session
 	if !ok {
 		return lapse.Invalidf("state: want open, ended or all, got %q", filter)
 	}
-	rs, err := s.cfg.Broker.List(r.Context(), sess.Principal, broker.ListInput{Mine: true, States: states, Limit: listLimit})
+	rs, err := s.cfg.Broker.List(r.Context(), sess.Principal, broker.ListInput{Mine: v.Nav == "mine", States: states, Limit: listLimit})
 	if err != nil {
 		return err
 	}
-	s.render(w, r, http.StatusOK, "requests", &view{Title: "My requests", Nav: "mine", Session: sess, Requests: rs, Filter: filter, Flash: flash(r),
-		Truncated: len(rs) == listLimit})
+	v.Session, v.Requests, v.Filter, v.Flash, v.Truncated = sess, rs, filter, flash(r), len(rs) == listLimit
+	s.render(w, r, http.StatusOK, "requests", v)
 	return nil
 }
 
@@ -149,6 +163,7 @@ func (s *Server) detailView(r *http.Request, sess session, id string, v *view) e
 		return err
 	}
 	v.Title, v.Session, v.Request, v.template = "Request "+q.ID, sess, &q, "detail"
+	v.CanDecide = s.cfg.Broker.MayDecide(sess.Principal, q)
 	v.Timeline = make([]event, len(evs))
 	for i, e := range evs {
 		v.Timeline[i] = eventOf(e)
@@ -261,9 +276,11 @@ func (s *Server) approvalsView(r *http.Request, sess session) (*view, error) {
 	return &view{Title: "To approve", Nav: "approvals", Session: sess, Requests: rs, template: "approvals", Truncated: len(rs) == listLimit}, nil
 }
 
+// grantsView lists every grant that is or is about to be active: for
+// admins, who may revoke them, and auditors, who only read.
 func (s *Server) grantsView(r *http.Request, sess session) (*view, error) {
-	if !sess.Admin {
-		return nil, lapse.Forbiddenf("only admins see every active grant")
+	if !sess.ReadsAll() {
+		return nil, lapse.Forbiddenf("only admins and auditors see every active grant")
 	}
 	rs, err := s.cfg.Broker.List(r.Context(), sess.Principal, broker.ListInput{
 		States: []lapse.State{lapse.StateApproved, lapse.StateActive, lapse.StateRevoking}, Limit: grantsLimit})

@@ -148,6 +148,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /requests/{id}/{action}", s.form(s.act))
 	m.HandleFunc("GET /approvals", s.page(s.list(s.approvalsView)))
 	m.HandleFunc("GET /admin/grants", s.page(s.list(s.grantsView)))
+	m.HandleFunc("GET /admin/requests", s.page(s.allRequests))
 	m.HandleFunc("/", s.notFound)
 	s.mux = m
 }

@@ -406,12 +406,12 @@ func TestAdminGrants(t *testing.T) {
 	s := newStack(t)
 	a := s.submit(t, "alice", "app", "read")
 	d := s.submit(t, "dave", "app", "read")
-	wantPage(t, s.get(t, "alice", "/admin/grants"), http.StatusForbidden, "only admins")
+	wantPage(t, s.get(t, "alice", "/admin/grants"), http.StatusForbidden, "only admins and auditors")
 	if strings.Contains(s.get(t, "alice", "/").body, "/admin/grants") {
 		t.Fatal("the admin view is offered to a non-admin")
 	}
 	page := s.get(t, "carol", "/admin/grants")
-	wantPage(t, page, http.StatusOK, a.ID, d.ID, "alice", "dave", `class="countdown"`)
+	wantPage(t, page, http.StatusOK, a.ID, d.ID, "alice", "dave", `class="countdown"`, `data-action="revoke"`)
 
 	before := s.state(t)
 	r := s.post(t, "carol", "/requests/"+a.ID+"/revoke", url.Values{"reason": {" "}, "from": {"grants"}}, nil)
@@ -428,6 +428,51 @@ func TestAdminGrants(t *testing.T) {
 	if got := s.request(t, a.ID); got.State != lapse.StateEnded || got.EndReason != lapse.EndRevoked || got.Note != "left the team" {
 		t.Fatalf("after revoke: %s %s %q", got.State, got.EndReason, got.Note)
 	}
+}
+
+// An auditor reads every request and every grant, and changes nothing:
+// the pages offer no action, and the forms are refused.
+func TestAuditorReadsOnly(t *testing.T) {
+	s := newStack(t)
+	pending := s.submit(t, "alice", "db", "admin")
+	active := s.submit(t, "dave", "app", "read")
+	mine := s.get(t, "audrey", "/")
+	wantPage(t, mine, http.StatusOK, `href="/admin/requests"`, `href="/admin/grants"`, "auditor")
+	wantPage(t, s.get(t, "audrey", "/admin/requests?state=all"), http.StatusOK, pending.ID, active.ID, "<td>alice</td>", "<td>dave</td>")
+	grants := s.get(t, "audrey", "/admin/grants")
+	wantPage(t, grants, http.StatusOK, active.ID, "dave")
+	detail := s.get(t, "audrey", "/requests/"+pending.ID)
+	wantPage(t, detail, http.StatusOK, "request.created")
+	for _, page := range []response{grants, detail, s.get(t, "audrey", "/requests/"+active.ID)} {
+		for _, action := range []string{`data-action="revoke"`, `data-action="approve"`, `data-action="deny"`, `id="cancel"`, `id="release"`} {
+			if strings.Contains(page.body, action) {
+				t.Errorf("an auditor is offered %s:\n%s", action, page.body)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		path    string
+		form    url.Values
+		message string
+	}{
+		{"/requests/" + active.ID + "/revoke", url.Values{"reason": {"audit"}, "from": {"grants"}}, "only an admin"},
+		{"/requests/" + pending.ID + "/approve", nil, ""},
+		{"/requests/" + pending.ID + "/deny", url.Values{"reason": {"audit"}}, ""},
+		{"/requests/" + pending.ID + "/cancel", nil, "only alice or an admin"},
+		{"/requests/" + active.ID + "/release", nil, "only dave"},
+	} {
+		before := s.state(t)
+		wantPage(t, s.post(t, "audrey", tc.path, tc.form, nil), http.StatusForbidden, tc.message, `role="alert"`)
+		s.unchanged(t, before)
+	}
+	// Requesters see neither list, nor links to them.
+	wantPage(t, s.get(t, "alice", "/admin/requests"), http.StatusForbidden, "only admins and auditors")
+	if body := s.get(t, "alice", "/").body; strings.Contains(body, "/admin/") {
+		t.Error("the lists of everyone's requests are offered to a requester")
+	}
+	// An approver is offered the decision; an admin may deny, and revoke.
+	wantPage(t, s.get(t, "bob", "/requests/"+pending.ID), http.StatusOK, `data-action="approve"`, `data-action="deny"`)
+	wantPage(t, s.get(t, "carol", "/requests/"+active.ID), http.StatusOK, `data-action="revoke"`)
 }
 
 // Bad input and refused actions show the broker's error with its status,

@@ -27,10 +27,11 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var users = map[string][]string{
-	"alice": {"eng"},
-	"dave":  {"eng"},
-	"bob":   {"leads"},
-	"carol": {"security"},
+	"alice":  {"eng"},
+	"dave":   {"eng"},
+	"bob":    {"leads"},
+	"carol":  {"security"},
+	"audrey": {"audit"},
 }
 
 // stack is the UI on a real loopback listener, in front of a broker with
@@ -68,7 +69,7 @@ func newStack(t testing.TB, opts ...option) *stack {
 	bs := brokertest.New(t, catalog)
 	principals := map[[32]byte]lapse.Principal{}
 	for name, groups := range users {
-		principals[sha256.Sum256([]byte("tok-"+name))] = lapse.Principal{Name: name, Groups: groups, Admin: name == "carol"}
+		principals[sha256.Sum256([]byte("tok-"+name))] = lapse.Principal{Name: name, Groups: groups, Admin: name == "carol", Auditor: name == "audrey"}
 	}
 	s := &stack{store: bs.Store, broker: bs.Broker, tok: bs.Tokens}
 	cfg := webui.Config{Broker: bs.Broker, Auth: httpapi.NewStaticTokens(principals), Loopback: true,

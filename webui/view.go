@@ -54,8 +54,13 @@ type view struct {
 	Credentials *lapse.Credentials
 	Resources   []lapse.Resource
 	Form        requestForm
-	// Filter is the state filter of the list of one's requests.
+	// Filter is the state filter of a list of requests, and Path the
+	// list's address.
 	Filter string
+	Path   string
+	// CanDecide says that the signed-in principal may approve or deny the
+	// request shown.
+	CanDecide bool
 	// Truncated says that the list shows only the newest of more.
 	Truncated bool
 

@@ -17,7 +17,7 @@ func newAlerts(g *globals) *cobra.Command {
 	var open bool
 	cmd := &cobra.Command{
 		Use:   "alerts [--open] [--severity S] [--user U]",
-		Short: "List anomaly alerts (admins)",
+		Short: "List anomaly alerts (admins and auditors)",
 		Args:  cobra.NoArgs,
 	}
 	fetch(g, cmd, func(ctx context.Context, c *client.Client, _ []string) ([]lapse.Alert, error) {
@@ -49,7 +49,7 @@ func newAlerts(g *globals) *cobra.Command {
 	f.BoolVar(&open, "open", false, "only alerts not acknowledged yet")
 	f.StringVar(&o.Severity, "severity", "", "only alerts of this severity: low, medium, high, critical")
 	f.StringVar(&o.User, "user", "", "only alerts about this user")
-	ack := &cobra.Command{Use: "ack ID", Short: "Acknowledge an alert", Args: cobra.ExactArgs(1)}
+	ack := &cobra.Command{Use: "ack ID", Short: "Acknowledge an alert (admins)", Args: cobra.ExactArgs(1)}
 	fetch(g, ack, func(ctx context.Context, c *client.Client, args []string) (lapse.Alert, error) {
 		id, err := strconv.ParseInt(args[0], 10, 64)
 		if err != nil || id <= 0 {

@@ -84,7 +84,8 @@ func newAudit(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
 		Short: "Read the audit log",
-		Long: `Read the audit log, newest last. Non-admins see the records about themselves.
+		Long: `Read the audit log, newest last. Admins and auditors see every record;
+others the records about themselves.
 
 Without --limit every matching record is listed; with --limit one page is,
 and the command to read the next is printed on stderr (with -o json, the

@@ -78,7 +78,11 @@ users:
   - name: carol
     groups: [security]
     token_sha256: %s
+  - name: audrey
+    groups: [audit]
+    token_sha256: %s
 admin_groups: [security]
+auditor_groups: [audit]
 connectors:
   - name: tokens
     type: token
@@ -99,7 +103,7 @@ resources:
         approvals: 1
         approvers: [leads]
         requesters: [engineering]
-`, hash("tok-alice"), hash("tok-bob"), hash("tok-carol"))
+`, hash("tok-alice"), hash("tok-bob"), hash("tok-carol"), hash("tok-audrey"))
 	path := filepath.Join(dir, "lapse.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

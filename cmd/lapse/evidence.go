@@ -125,7 +125,7 @@ func newReport(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "report --since DURATION|TIME [--until ...] [-o json|csv]",
 		Short: "Access report: who had access to what, when, for how long, approved by whom and why",
-		Long: `Report on a period (admins): per grant, who had access to what, when, for
+		Long: `Report on a period (admins and auditors): per grant, who had access to what, when, for
 how long, approved by whom and for what reason; grants never used (no
 activity records); requests and extensions denied, by whom and why; and
 totals per resource and per user. -o csv writes one row per grant and per

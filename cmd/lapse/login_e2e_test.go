@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,40 +22,70 @@ import (
 // provider, and a step-up policy on the prod database.
 func ssoServer(t *testing.T) (*server, *oidctest.Provider) {
 	t.Helper()
+	op := ssoProvider(t)
+	dir := t.TempDir()
+	s := startServer(t, "--config", writeSSOConfig(t, dir, op.Issuer), "--data", filepath.Join(dir, "data"))
+	// The redirect URI is known once the listener is up.
+	op.AddClient("lapse", ssoSecret, s.url+"/auth/callback")
+	return s, op
+}
+
+// ssoProvider starts the test identity provider with alice, whose second
+// factor is fresh.
+func ssoProvider(t *testing.T) *oidctest.Provider {
+	t.Helper()
 	op := oidctest.Start(t)
 	op.AddUser(oidctest.User{ID: "u-alice", Email: "alice@example.com", Groups: []string{"engineering"}, AMR: []string{"pwd", "otp"}})
-	dir := t.TempDir()
-	path := writeConfig(t, dir)
-	pol := filepath.Join(dir, "policies")
-	if err := os.MkdirAll(pol, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	stepUp := `@id("prod-fresh-mfa")
+	return op
+}
+
+// ssoSecret is the client secret of Lapse at the test provider.
+const ssoSecret = "s3cret"
+
+// stepUpPolicy wants a second factor from the last 5 minutes for prod.
+const stepUpPolicy = `@id("prod-fresh-mfa")
 @reason("production needs a second factor from the last 5 minutes")
 @step_up("5m")
 forbid (principal, action in [Action::"Request", Action::"Extend"], resource is Role)
 when { resource.environment == "prod" }
 unless { context.mfa has present && context.mfa.present && context.mfa has age_seconds && context.mfa.age_seconds <= 300 };
 `
-	if err := os.WriteFile(filepath.Join(pol, "stepup.cedar"), []byte(stepUp), 0o600); err != nil {
+
+// writeSSOConfig writes the config of [writeConfig] with single sign-on
+// at issuer and the step-up policy, and returns its path.
+func writeSSOConfig(t *testing.T, dir, issuer string) string {
+	t.Helper()
+	path := writeConfig(t, dir)
+	pol := filepath.Join(dir, "policies")
+	if err := os.MkdirAll(pol, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(pol, "stepup.cedar"), []byte(stepUpPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(dir, "oidc-secret")
+	if err := os.WriteFile(secret, []byte(ssoSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	appendConfig(t, path, "policies: "+pol+"\noidc:\n  issuer: "+issuer+
+		"\n  client_id: lapse\n  client_secret_file: "+secret+"\n  session_ttl: 1h\n")
+	return path
+}
+
+// appendConfig appends text to the config file at path.
+func appendConfig(t *testing.T, path, text string) {
+	t.Helper()
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = f.WriteString("policies: policies\nauditor_groups: [audit]\noidc:\n  issuer: " + op.Issuer +
-		"\n  client_id: lapse\n  client_secret_env: LAPSE_TEST_OIDC_SECRET\n  session_ttl: 1h\n")
+	_, err = f.WriteString(text)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startServerEnv(t, []string{"LAPSE_TEST_OIDC_SECRET=s3cret"}, "--config", path, "--data", filepath.Join(dir, "data"))
-	// The redirect URI is known once the listener is up.
-	op.AddClient("lapse", "s3cret", s.url+"/auth/callback")
-	return s, op
 }
 
 var loginURLRE = regexp.MustCompile(`(http://\S+/auth/login\?\S+)`)
@@ -111,24 +139,9 @@ func runSigningIn(t *testing.T, op *oidctest.Provider, env []string, user string
 // form as user and follows the redirects back to the CLI.
 func followLogin(t *testing.T, op *oidctest.Provider, start, user string) {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	resp, err := c.Get(start)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if !strings.HasPrefix(resp.Request.URL.String(), op.Issuer+"/login") {
-		t.Fatalf("sign-in URL led to %s (%d)", resp.Request.URL, resp.StatusCode)
-	}
-	resp, err = c.PostForm(op.Issuer+"/login", url.Values{"id": {resp.Request.URL.Query().Get("authRequestID")}, "username": {user}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "Signed in to Lapse") {
-		t.Fatalf("sign-in ended at %s with %d: %s", resp.Request.URL, resp.StatusCode, body)
+	p := newWebBrowser(t, "").signInAtProvider(op, start, user)
+	if p.status != http.StatusOK || !strings.Contains(p.body, "Signed in to Lapse") {
+		t.Fatalf("sign-in ended at %s with %d: %s", p.url, p.status, p.body)
 	}
 }
 

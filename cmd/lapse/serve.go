@@ -157,6 +157,8 @@ type app struct {
 	scheduler *expiry.Scheduler
 	broker    *broker.Broker
 	http      *http.Server
+	api       *httpapi.Server
+	identity  *identity.Service
 	logger    *slog.Logger
 	unlock    func()
 	conns     map[string]lapse.Connector
@@ -302,7 +304,7 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 		Logger: logger.With("system", "monitor")}
 	b.Risk = func(ctx context.Context, user string, s lapse.Signals, now time.Time) lapse.RiskSignals {
 		h := hist.Of(ctx, user, now)
-		open, err := store.CountOpenAlerts(ctx, user)
+		open, err := hist.OpenAlertRules(ctx, user)
 		if err != nil {
 			logger.Warn("count open alerts", "user", user, "err", err)
 		}
@@ -423,7 +425,7 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 		return &lease.Runner{Store: leases, Name: name, Owner: st.owner, TTL: cfg.Server.LeaseDuration,
 			Logger: logger.With("system", "lease"), OnChange: mets.SetLease}
 	}
-	return &app{singleton: singleton, store: store, listener: st.listener, scheduler: sched, broker: b, http: srv, logger: logger, unlock: unlock, conns: conns, audit: audit,
+	return &app{singleton: singleton, store: store, listener: st.listener, scheduler: sched, broker: b, http: srv, api: api, identity: ids, logger: logger, unlock: unlock, conns: conns, audit: audit,
 		sweeper: sweeper, sampler: sampler, decider: dec, network: network, watcher: watcher, sinks: sinks,
 		policies: &policyWatcher{cfg: cfg, decider: dec, store: store, logger: logger.With("system", "policy"), Interval: 2 * time.Second,
 			reevaluate:      func(ctx context.Context) (int, error) { return b.Reevaluate(ctx, nil) },

@@ -138,8 +138,10 @@ func (p *Provider) LastAuthRequest() (maxAge *uint, prompt []string) {
 	return p.lastMaxAge, slices.Clone(p.lastPrompt)
 }
 
+// loginPage is the provider's login form. It names an empty icon, so that
+// a browser asks for no favicon.ico (whose 404 a browser test would see).
 var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
-<html><body><form method="post" action="/login">
+<html><head><link rel="icon" href="data:,"></head><body><form method="post" action="/login">
 <input type="hidden" name="id" value="{{.}}">
 <input name="username"><button type="submit">Sign in</button>
 </form></body></html>`))
