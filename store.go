@@ -163,6 +163,8 @@ type Tx interface {
 // Store persists requests and the audit log.
 type Store interface {
 	Reader
+	LeaseStore
+	SerialRevocations
 	// Tx runs fn in a read-write transaction and commits if fn returns nil.
 	// Conflicting concurrent transactions are serialized or fail with an
 	// error matching [ErrConflict]; nothing of a failed fn is kept.

@@ -78,6 +78,12 @@ type Server struct {
 	// ReconcileInterval is how often targets are swept for access that no
 	// grant accounts for; default 1m.
 	ReconcileInterval time.Duration
+	// LeaseDuration is how long a replica on a shared database holds the
+	// lease of a singleton task (audit export to a sink, activity
+	// sampling, reconciliation, checkpoint signing) without renewing it:
+	// another replica takes over within about 4/3 of it after the holder
+	// dies. Default 15s, at least 1s.
+	LeaseDuration time.Duration
 	// PostureMaxAge is the age after which a device's reported posture
 	// counts as unknown; default 24h.
 	PostureMaxAge time.Duration
@@ -240,6 +246,9 @@ func applyDefaults(c *Config) {
 	if c.Server.ReconcileInterval == 0 {
 		c.Server.ReconcileInterval = time.Minute
 	}
+	if c.Server.LeaseDuration == 0 {
+		c.Server.LeaseDuration = 15 * time.Second
+	}
 	if c.Server.PostureMaxAge == 0 {
 		c.Server.PostureMaxAge = 24 * time.Hour
 	}
@@ -388,6 +397,12 @@ func (p *parser) server(n *yaml.Node, s *Server, file string) {
 		},
 		"reconcile_interval": func(n *yaml.Node) {
 			s.ReconcileInterval = p.duration(n, "reconcile_interval")
+		},
+		"lease_duration": func(n *yaml.Node) {
+			s.LeaseDuration = p.duration(n, "lease_duration")
+			if s.LeaseDuration > 0 && s.LeaseDuration < time.Second {
+				p.addf(n, "server.lease_duration must be at least 1s, got %s", s.LeaseDuration)
+			}
 		},
 		"posture_max_age": func(n *yaml.Node) {
 			s.PostureMaxAge = p.duration(n, "posture_max_age")

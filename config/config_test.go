@@ -109,6 +109,7 @@ func TestParseProblems(t *testing.T) {
 		{"not yaml", "users: [\n", []string{"not valid YAML"}},
 		{"repeated key", "server:\n  listen: a\n  listen: b\n", []string{"3:3: server: key \"listen\" repeated"}},
 		{"database not postgres", "server:\n  database: mysql://u:hunter2@h/db\n", []string{"2:3: server.database: only PostgreSQL is supported"}},
+		{"lease too short", "server:\n  lease_duration: 200ms\n", []string{"2:19: server.lease_duration must be at least 1s"}},
 		{"database not a URL", "server:\n  database: 'postgres://u:hunter2@h:bad port/db'\n", []string{"server.database: not a URL"}},
 	}
 	for _, tt := range tests {

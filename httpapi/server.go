@@ -48,7 +48,7 @@ type SSHAuthority interface {
 	// TrustedUserCAKeys.
 	CAPublicKey() []byte
 	// KRL is the OpenSSH key revocation list, for sshd's RevokedKeys.
-	KRL() ([]byte, error)
+	KRL(ctx context.Context) ([]byte, error)
 }
 
 // Server is the HTTP API.
@@ -686,7 +686,7 @@ func (s *Server) sshKRL(w http.ResponseWriter, r *http.Request, _ lapse.Principa
 	if err != nil {
 		return err
 	}
-	krl, err := a.KRL()
+	krl, err := a.KRL(r.Context())
 	if err != nil {
 		return err
 	}

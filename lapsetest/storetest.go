@@ -58,6 +58,8 @@ func TestStore(t *testing.T, open func(t *testing.T) lapse.Store) {
 		{"PendingLogins", testPendingLogins},
 		{"LoginCodes", testLoginCodes},
 		{"Identities", testIdentities},
+		{"Leases", testLeases},
+		{"RevokedSerials", testRevokedSerials},
 		{"Concurrent", testConcurrent},
 	}
 	for _, tc := range tests {

@@ -25,6 +25,7 @@ type Metrics struct {
 	lag       prometheus.Histogram
 	connector *prometheus.CounterVec
 	export    *prometheus.CounterVec
+	leases    *prometheus.GaugeVec
 	// Connector names the connector of a resource, for error labels.
 	connectorOf func(resource string) string
 }
@@ -49,9 +50,10 @@ func New(connectorOf func(resource string) string, count func(ctx context.Contex
 			Name: "lapse_connector_errors_total", Help: "Failed connector calls, by connector and step.",
 		}, []string{"connector", "step"}),
 		export:      newExportErrors(),
+		leases:      newLeases(),
 		connectorOf: connectorOf,
 	}
-	m.reg.MustRegister(m.events, m.outcomes, m.lag, m.connector, m.export,
+	m.reg.MustRegister(m.events, m.outcomes, m.lag, m.connector, m.export, m.leases,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, st := range []lapse.State{lapse.StateActive, lapse.StatePending, lapse.StateRevoking} {
 		st := st

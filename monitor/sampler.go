@@ -117,6 +117,11 @@ func (s *Sampler) init() {
 // logged; the next pass tries again.
 func (s *Sampler) Run(ctx context.Context) error {
 	s.init()
+	// Another server may have sampled since this one last ran: what it
+	// recorded is read again from the audit log.
+	s.pass.Lock()
+	clear(s.seen)
+	s.pass.Unlock()
 	for ctx.Err() == nil {
 		// SampleOnce logs what failed.
 		_, _ = s.SampleOnce(ctx)

@@ -78,7 +78,7 @@ type Worker struct {
 	OnError func(sink string)
 
 	wake      chan struct{}
-	started   atomic.Bool
+	running   atomic.Bool
 	head      atomic.Int64
 	delivered atomic.Int64
 }
@@ -107,8 +107,12 @@ func (w *Worker) Notify(evs []lapse.AuditEvent) {
 }
 
 // Backlog returns how many committed events the sink has not acknowledged
-// yet, as far as the worker knows.
+// yet, as far as the worker knows; 0 while Run is not running (another
+// server exports to the sink).
 func (w *Worker) Backlog() int64 {
+	if !w.running.Load() {
+		return 0
+	}
 	return max(0, w.head.Load()-w.delivered.Load())
 }
 
@@ -119,13 +123,16 @@ func (w *Worker) logger() *slog.Logger {
 	return w.Logger
 }
 
-// Run delivers events until ctx ends, then returns nil. It returns an error
-// only when it cannot start (the store cannot be read) or when it is run
-// twice.
+// Run delivers events from the sink's stored cursor on until ctx ends,
+// then returns nil. It returns an error only when it cannot start (the
+// store cannot be read) or when it is already running. It may run again
+// after it returned, as when this server holds the sink's lease again: it
+// resumes from the cursor stored then.
 func (w *Worker) Run(ctx context.Context) error {
-	if !w.started.CompareAndSwap(false, true) {
-		return errors.New("sink worker: Run called twice")
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("sink worker: Run called while running")
 	}
+	defer w.running.Store(false)
 	if w.wake == nil {
 		return errors.New("sink worker: make it with NewWorker")
 	}

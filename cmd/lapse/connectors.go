@@ -111,9 +111,9 @@ func readSecret(env, file string) (string, error) {
 // openConnector builds a configured connector. Constructing one connects to
 // nothing.
 // openConnector opens the connector c. keys holds the keys the connector
-// generates; shared says that several replicas share them and the
-// database.
-func openConnector(ctx context.Context, c config.Connector, tokens lapse.Connector, dataDir string, keys lapse.KeyStore, shared bool, logger *slog.Logger) (lapse.Connector, error) {
+// generates; revocations keeps the revocation lists of certificate
+// authorities, in the store that every replica shares.
+func openConnector(ctx context.Context, c config.Connector, tokens lapse.Connector, dataDir string, keys lapse.KeyStore, revocations lapse.SerialRevocations, logger *slog.Logger) (lapse.Connector, error) {
 	switch c.Type {
 	case "webhook":
 		s := c.Settings.(webhookSettings)
@@ -124,12 +124,6 @@ func openConnector(ctx context.Context, c config.Connector, tokens lapse.Connect
 		return webhook.New(s.config(c.Name, []byte(secret), logger))
 	case "ssh":
 		s := c.Settings.(sshSettings)
-		if shared {
-			// Its revocation list lives in the data dir: replicas would
-			// each serve their own, and a certificate revoked on one would
-			// still be accepted by a server that fetched another's.
-			return nil, fmt.Errorf("connector %q: the ssh connector keeps its revocation list in the data dir and cannot yet be served by several replicas sharing a database; run it on a server with the embedded store", c.Name)
-		}
 		var key crypto.Signer
 		var err error
 		if s.CAKeyFile != "" {
@@ -140,7 +134,10 @@ func openConnector(ctx context.Context, c config.Connector, tokens lapse.Connect
 		if err != nil {
 			return nil, fmt.Errorf("connector %q: %w", c.Name, err)
 		}
-		return sshc.New(sshc.Config{Name: c.Name, CAKey: key, StateDir: filepath.Join(dataDir, "ssh", c.Name),
+		// The revocation list lives in the store, so that every replica
+		// serves the same; a list an earlier version kept in the data dir
+		// is moved there on first use.
+		return sshc.New(sshc.Config{Name: c.Name, CAKey: key, Store: revocations, StateDir: filepath.Join(dataDir, "ssh", c.Name),
 			KRLPath: s.KRLFile, Logger: logger})
 	case "token":
 		return tokens, nil

@@ -22,15 +22,21 @@ import (
 func startReplicas(t *testing.T, pg *pgtest.Server, n int) []*server {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := writeConfig(t, dir)
+	return startReplicasWith(t, pg, n, dir, writeConfig(t, dir), nil)
+}
+
+// startReplicasWith starts n replicas with the config file cfg, data dirs
+// in dir and extra environment variables.
+func startReplicasWith(t *testing.T, pg *pgtest.Server, n int, dir, cfg string, extra []string) []*server {
+	t.Helper()
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		t.Fatal(err)
 	}
-	env := []string{
+	env := append([]string{
 		"LAPSE_DATABASE=" + pg.AdminDSN(),
 		"LAPSE_SECRET_KEY=" + hex.EncodeToString(key),
-	}
+	}, extra...)
 	out := make([]*server, n)
 	for i := range n {
 		id := string(rune('a' + i))

@@ -30,6 +30,7 @@ import (
 	"github.com/lapse-access/lapse/expiry"
 	"github.com/lapse-access/lapse/httpapi"
 	"github.com/lapse-access/lapse/identity"
+	"github.com/lapse-access/lapse/lease"
 	"github.com/lapse-access/lapse/metrics"
 	"github.com/lapse-access/lapse/monitor"
 	"github.com/lapse-access/lapse/reconcile"
@@ -169,6 +170,8 @@ type app struct {
 	audit     *auditlog.Log
 	watcher   *monitor.Watcher
 	sinks     []*sink.Worker
+	// singleton makes a runner for work that one replica at a time runs.
+	singleton func(name string) *lease.Runner
 }
 
 func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logger *slog.Logger, addr net.Addr) (_ *app, err error) {
@@ -219,7 +222,7 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 		}
 	}()
 	for _, c := range cfg.Connectors {
-		conn, err := openConnector(ctx, c, tokens, dir, keys, st.listener != nil, logger)
+		conn, err := openConnector(ctx, c, tokens, dir, keys, store, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -412,7 +415,17 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 		Interval: cfg.Server.ReconcileInterval}
 	sampler := &monitor.Sampler{Store: watcher.Wrap(store), Target: target, Clock: clock, Logger: logger.With("system", "monitor"),
 		Interval: cfg.Server.ActivityInterval}
-	return &app{store: store, listener: st.listener, scheduler: sched, broker: b, http: srv, api: api, identity: ids, logger: logger, unlock: unlock, conns: conns, audit: audit,
+	// Work that must run on one replica at a time runs under a lease in
+	// the shared database; the embedded store's one server always holds it.
+	var leases lapse.LeaseStore
+	if st.listener != nil {
+		leases = store
+	}
+	singleton := func(name string) *lease.Runner {
+		return &lease.Runner{Store: leases, Name: name, Owner: st.owner, TTL: cfg.Server.LeaseDuration,
+			Logger: logger.With("system", "lease"), OnChange: mets.SetLease}
+	}
+	return &app{singleton: singleton, store: store, listener: st.listener, scheduler: sched, broker: b, http: srv, api: api, identity: ids, logger: logger, unlock: unlock, conns: conns, audit: audit,
 		sweeper: sweeper, sampler: sampler, decider: dec, network: network, watcher: watcher, sinks: sinks,
 		policies: &policyWatcher{cfg: cfg, decider: dec, store: store, logger: logger.With("system", "policy"), Interval: 2 * time.Second,
 			reevaluate:      func(ctx context.Context) (int, error) { return b.Reevaluate(ctx, nil) },
@@ -449,22 +462,31 @@ func (a *app) Serve(ctx context.Context, ln net.Listener) error {
 			})
 		})
 	}
-	wg.Go(func() { _ = a.sweeper.Run(ctx) })
+	// One replica at a time runs each of these; another takes over when
+	// it stops or loses the database.
+	wg.Go(func() { _ = a.singleton("reconcile").Run(ctx, a.sweeper.Run) })
 	wg.Go(func() { a.policies.run(ctx) })
-	wg.Go(func() { _ = a.sampler.Run(ctx) })
-	// Signs checkpoints while serving, and a last one at shutdown.
-	wg.Go(func() { _ = a.audit.Run(ctx) })
+	wg.Go(func() { _ = a.singleton("activity-sampler").Run(ctx, a.sampler.Run) })
+	// Signs checkpoints while serving, and a last one when it stops.
+	// Replicas signing at once would be harmless (each checkpoint is
+	// signed under the audit tree's lock, and one that covers nothing new
+	// is not stored), but one is enough.
+	wg.Go(func() { _ = a.singleton("audit-checkpoints").Run(ctx, a.audit.Run) })
 	wg.Go(func() {
 		if err := a.watcher.Run(ctx); err != nil {
 			a.logger.Error("monitor stopped", "err", err)
 		}
 	})
+	for _, c := range a.conns {
+		// Every replica keeps its own sshd's KRL file up to date with the
+		// shared revocation list.
+		if r, ok := c.(interface{ Run(context.Context) error }); ok {
+			wg.Go(func() { _ = r.Run(ctx) })
+		}
+	}
 	for _, w := range a.sinks {
-		wg.Go(func() {
-			if err := w.Run(ctx); err != nil {
-				a.logger.Error("audit export stopped", "sink", w.Sink.Name(), "err", err)
-			}
-		})
+		// The new holder resumes from the sink's cursor in the store.
+		wg.Go(func() { _ = a.singleton("sink/"+w.Sink.Name()).Run(ctx, w.Run) })
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- a.http.Serve(ln) }()

@@ -37,7 +37,7 @@ func BenchmarkKRL100k(b *testing.B) {
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		k, err := c.KRL()
+		k, err := c.KRL(b.Context())
 		if err != nil {
 			b.Fatal(err)
 		}

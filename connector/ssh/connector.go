@@ -69,9 +69,16 @@ type Config struct {
 	// accepts for a CA. Required.
 	CAKey crypto.Signer
 	// StateDir is the directory that holds the revocation list (the file
-	// "revoked"); it belongs to this connector alone. Required. It is
-	// created on the first revocation.
+	// "revoked"); it belongs to this connector alone. It is created on the
+	// first revocation. Required unless Store is set.
 	StateDir string
+	// Store, if set, keeps the revocation list instead of StateDir, so
+	// that every server sharing the store serves the same list. A list
+	// file found in StateDir is moved into it on first use.
+	Store lapse.SerialRevocations
+	// KRLRefresh is how often [Connector.Run] checks a list in Store for
+	// changes made by other servers; zero means [DefaultKRLRefresh].
+	KRLRefresh time.Duration
 	// KRLPath, if set, is a file that every change of the revocation list
 	// rewrites atomically with the new KRL, for an sshd on this machine
 	// to read as its RevokedKeys. Optional: [Connector.KRL] and
@@ -100,9 +107,14 @@ type Connector struct {
 	now       func() time.Time
 	log       *slog.Logger
 
+	store   lapse.SerialRevocations
+	refresh time.Duration
+
 	mu         sync.Mutex
 	rev        *revocations // nil until loaded from statePath
 	krlWritten uint64       // the KRL version last written to krlPath
+	krlOK      bool         // krlWritten was written (a store's list starts at version 0)
+	imported   bool         // a list file in statePath was moved into store
 }
 
 var (
@@ -119,8 +131,8 @@ func New(cfg Config) (*Connector, error) {
 	if k, ok := cfg.CAKey.(ed25519.PrivateKey); ok && len(k) != ed25519.PrivateKeySize {
 		return nil, errors.New("ssh connector: the CA key is not a valid Ed25519 key")
 	}
-	if cfg.StateDir == "" {
-		return nil, errors.New("ssh connector: no state directory for the revocation list")
+	if cfg.StateDir == "" && cfg.Store == nil {
+		return nil, errors.New("ssh connector: no store or state directory for the revocation list")
 	}
 	if cfg.Skew < 0 {
 		return nil, fmt.Errorf("ssh connector: skew must not be negative, got %s", cfg.Skew)
@@ -137,14 +149,23 @@ func New(cfg Config) (*Connector, error) {
 		}
 	}
 	c := &Connector{
-		name:      cfg.Name,
-		signer:    signer,
-		caBlob:    signer.PublicKey().Marshal(),
-		statePath: filepath.Join(cfg.StateDir, stateFile),
-		krlPath:   cfg.KRLPath,
-		skew:      cfg.Skew,
-		now:       cfg.Now,
-		log:       cfg.Logger,
+		name:    cfg.Name,
+		signer:  signer,
+		caBlob:  signer.PublicKey().Marshal(),
+		krlPath: cfg.KRLPath,
+		store:   cfg.Store,
+		refresh: cfg.KRLRefresh,
+		skew:    cfg.Skew,
+		now:     cfg.Now,
+		log:     cfg.Logger,
+	}
+	if cfg.StateDir != "" {
+		c.statePath = filepath.Join(cfg.StateDir, stateFile)
+	} else {
+		c.imported = true // nothing to move into the store
+	}
+	if c.refresh <= 0 {
+		c.refresh = DefaultKRLRefresh
 	}
 	if c.skew == 0 {
 		c.skew = DefaultSkew
@@ -215,8 +236,8 @@ func serialOf(g lapse.Grant) (uint64, error) {
 // grant's ssh_public_key input, or else for a key pair it generates and
 // hands over with the certificate. It refuses a grant whose serial was
 // revoked. Its Ref is the serial, in decimal.
-func (c *Connector) Provision(_ context.Context, g lapse.Grant) (lapse.Provisioned, error) {
-	cert, cred, err := c.issue(g)
+func (c *Connector) Provision(ctx context.Context, g lapse.Grant) (lapse.Provisioned, error) {
+	cert, cred, err := c.issue(ctx, g)
 	if err != nil {
 		return lapse.Provisioned{}, err
 	}
@@ -242,8 +263,8 @@ func (c *Connector) Provision(_ context.Context, g lapse.Grant) (lapse.Provision
 // certificate; for a generated key pair, whose private key Lapse did not
 // keep, it returns a new key pair with its certificate. The earlier
 // certificate stays valid until its own expiry.
-func (c *Connector) Extend(_ context.Context, g lapse.Grant) (*lapse.Credentials, error) {
-	cert, cred, err := c.issue(g)
+func (c *Connector) Extend(ctx context.Context, g lapse.Grant) (*lapse.Credentials, error) {
+	cert, cred, err := c.issue(ctx, g)
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +274,7 @@ func (c *Connector) Extend(_ context.Context, g lapse.Grant) (*lapse.Credentials
 
 // issue signs the certificate for g and returns it with the credentials
 // that carry it.
-func (c *Connector) issue(g lapse.Grant) (*gossh.Certificate, *lapse.Credentials, error) {
+func (c *Connector) issue(ctx context.Context, g lapse.Grant) (*gossh.Certificate, *lapse.Credentials, error) {
 	serial, err := serialOf(g)
 	if err != nil {
 		return nil, nil, lapse.Unrecoverable(err)
@@ -266,7 +287,7 @@ func (c *Connector) issue(g lapse.Grant) (*gossh.Certificate, *lapse.Credentials
 	if !g.ExpiresAt.After(now) {
 		return nil, nil, lapse.Unrecoverable(lapse.Invalidf("grant %s expires at %s, which is not in the future", g.ID, g.ExpiresAt.UTC().Format(time.RFC3339)))
 	}
-	revoked, err := c.isRevoked(serial)
+	revoked, err := c.isRevoked(ctx, serial)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -443,10 +464,13 @@ func SplitCredentials(cred lapse.Credentials) (cert, privateKey []byte, err erro
 //
 // Sessions already open with the certificate are not ended: sshd checks
 // the KRL at login only.
-func (c *Connector) Revoke(_ context.Context, g lapse.Grant) error {
+func (c *Connector) Revoke(ctx context.Context, g lapse.Grant) error {
 	serial, err := serialOf(g)
 	if err != nil {
 		return lapse.Unrecoverable(err)
+	}
+	if c.store != nil {
+		return c.revokeShared(ctx, g, serial)
 	}
 	until := int64(never)
 	if !g.ExpiresAt.IsZero() {
@@ -482,10 +506,17 @@ func (c *Connector) Revoke(_ context.Context, g lapse.Grant) error {
 // VerifyGone checks that the grant's certificate is revoked: that its
 // serial is in the revocation list (and in the KRL at [Config.KRLPath], if
 // set), or that the grant's expiry has passed. It returns what it found.
-func (c *Connector) VerifyGone(_ context.Context, g lapse.Grant) (map[string]string, error) {
+func (c *Connector) VerifyGone(ctx context.Context, g lapse.Grant) (map[string]string, error) {
 	serial, err := serialOf(g)
 	if err != nil {
 		return nil, lapse.Unrecoverable(err)
+	}
+	receipt := map[string]string{"serial": strconv.FormatUint(serial, 10)}
+	if !g.ExpiresAt.IsZero() {
+		receipt["valid_before"] = g.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	if c.store != nil {
+		return c.verifyShared(ctx, g, serial, receipt)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -493,10 +524,6 @@ func (c *Connector) VerifyGone(_ context.Context, g lapse.Grant) (map[string]str
 		return nil, err
 	}
 	now := c.now()
-	receipt := map[string]string{"serial": strconv.FormatUint(serial, 10)}
-	if !g.ExpiresAt.IsZero() {
-		receipt["valid_before"] = g.ExpiresAt.UTC().Format(time.RFC3339)
-	}
 	_, listed := c.rev.until[serial]
 	if !listed {
 		if !g.ExpiresAt.IsZero() && !now.Before(g.ExpiresAt) {
@@ -508,28 +535,35 @@ func (c *Connector) VerifyGone(_ context.Context, g lapse.Grant) (map[string]str
 	receipt["check"] = "serial in KRL"
 	receipt["krl_version"] = strconv.FormatUint(c.rev.version, 10)
 	if c.krlPath != "" {
-		b, err := os.ReadFile(c.krlPath)
-		if err != nil {
-			return nil, fmt.Errorf("read KRL: %w", err)
-		}
-		k, err := parseKRL(b)
-		if err != nil {
-			return nil, fmt.Errorf("read KRL %s: %w", filepath.Base(c.krlPath), err)
-		}
-		found := false
-		for _, s := range k.Serials[string(c.caBlob)] {
-			found = found || s == serial
-		}
-		if !found {
-			if !now.Before(g.ExpiresAt) {
-				receipt["check"] = "certificate expired"
-				return receipt, nil
-			}
-			return nil, fmt.Errorf("ssh certificate serial %d of grant %s is revoked but not yet in the KRL file", serial, g.ID)
-		}
-		receipt["check"] = "serial in KRL file"
-		receipt["krl_version"] = strconv.FormatUint(k.Version, 10)
+		return c.verifyFile(g, serial, now, receipt)
 	}
+	return receipt, nil
+}
+
+// verifyFile checks that serial is in the KRL file, or that the grant's
+// certificate has expired, and completes the receipt.
+func (c *Connector) verifyFile(g lapse.Grant, serial uint64, now time.Time, receipt map[string]string) (map[string]string, error) {
+	b, err := os.ReadFile(c.krlPath)
+	if err != nil {
+		return nil, fmt.Errorf("read KRL: %w", err)
+	}
+	k, err := parseKRL(b)
+	if err != nil {
+		return nil, fmt.Errorf("read KRL %s: %w", filepath.Base(c.krlPath), err)
+	}
+	found := false
+	for _, s := range k.Serials[string(c.caBlob)] {
+		found = found || s == serial
+	}
+	if !found {
+		if !now.Before(g.ExpiresAt) {
+			receipt["check"] = "certificate expired"
+			return receipt, nil
+		}
+		return nil, fmt.Errorf("ssh certificate serial %d of grant %s is revoked but not yet in the KRL file", serial, g.ID)
+	}
+	receipt["check"] = "serial in KRL file"
+	receipt["krl_version"] = strconv.FormatUint(k.Version, 10)
 	return receipt, nil
 }
 
@@ -540,7 +574,11 @@ func (c *Connector) List(context.Context) ([]lapse.Existing, error) { return nil
 // KRL returns the current key revocation list in OpenSSH's binary format
 // (PROTOCOL.krl), for sshd's RevokedKeys. It lists the serials of revoked
 // certificates that have not yet expired, plus [PruneGrace].
-func (c *Connector) KRL() ([]byte, error) {
+func (c *Connector) KRL(ctx context.Context) ([]byte, error) {
+	if c.store != nil {
+		b, _, err := c.sharedKRL(ctx)
+		return b, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.loadLocked(); err != nil {
@@ -551,8 +589,8 @@ func (c *Connector) KRL() ([]byte, error) {
 
 // WriteKRL writes the current KRL to path atomically, with mode 0644:
 // sshd reading it sees the old list or the new one.
-func (c *Connector) WriteKRL(path string) error {
-	b, err := c.KRL()
+func (c *Connector) WriteKRL(ctx context.Context, path string) error {
+	b, err := c.KRL(ctx)
 	if err != nil {
 		return err
 	}
@@ -567,7 +605,20 @@ func (c *Connector) krlLocked(now time.Time) []byte {
 }
 
 // isRevoked reports whether serial is in the revocation list.
-func (c *Connector) isRevoked(serial uint64) (bool, error) {
+func (c *Connector) isRevoked(ctx context.Context, serial uint64) (bool, error) {
+	if c.store != nil {
+		c.mu.Lock()
+		err := c.sharedReady(ctx)
+		c.mu.Unlock()
+		if err != nil {
+			return false, err
+		}
+		_, err = c.store.RevokedSerial(ctx, c.authority(), serial)
+		if errors.Is(err, lapse.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.loadLocked(); err != nil {

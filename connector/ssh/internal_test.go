@@ -103,7 +103,7 @@ func TestKRLPrunesExpired(t *testing.T) {
 		}
 	}
 	serials := func() []uint64 {
-		b, err := c.KRL()
+		b, err := c.KRL(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +188,7 @@ func TestLoadOrCreateCAKey(t *testing.T) {
 func TestKRLEmpty(t *testing.T) {
 	now := time.Now()
 	c := newTestConnector(t, &now)
-	b, err := c.KRL()
+	b, err := c.KRL(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

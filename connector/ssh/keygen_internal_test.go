@@ -1,6 +1,7 @@
 package ssh
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,7 +31,7 @@ func TestKRLLargeReadByKeygen(t *testing.T) {
 	}
 	dir := t.TempDir()
 	krl := filepath.Join(dir, "krl")
-	if err := c.WriteKRL(krl); err != nil {
+	if err := c.WriteKRL(t.Context(), krl); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
@@ -67,5 +68,5 @@ func (c *Connector) signForTest(id string, now time.Time) (*gossh.Certificate, *
 	saved := c.rev
 	c.rev = &revocations{until: map[uint64]int64{}}
 	defer func() { c.rev = saved }()
-	return c.issue(testGrant(id, now.Add(time.Hour)))
+	return c.issue(context.Background(), testGrant(id, now.Add(time.Hour)))
 }
