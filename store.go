@@ -96,8 +96,13 @@ type Tx interface {
 	// now, earliest first, locked for this transaction where the store
 	// supports it (other transactions skip them).
 	DueRequests(ctx context.Context, now time.Time, limit int) ([]Request, error)
-	// AppendAudit appends events, assigning Seq, PrevHash and Hash.
+	// AppendAudit appends events. The store gives them their Seq, PrevHash
+	// and Hash when it writes them, which may be at commit.
 	AppendAudit(ctx context.Context, evs ...AuditEvent) error
+	// AfterCommit registers f to be called once the transaction has
+	// committed, with the audit records it appended as stored, in order.
+	// f is not called when the transaction rolls back; it must not block.
+	AfterCommit(f func(stored []AuditEvent))
 	// PutSecret stores sealed credentials for the request, replacing any.
 	PutSecret(ctx context.Context, requestID string, sealed []byte) error
 	// TakeSecret returns the sealed credentials for the request and deletes

@@ -35,6 +35,7 @@ func TestStore(t *testing.T, open func(t *testing.T) lapse.Store) {
 		{"Update", testUpdate},
 		{"Rollback", testRollback},
 		{"Panic", testPanic},
+		{"AfterCommit", testAfterCommit},
 		{"ListRequests", testListRequests},
 		{"ListRequestsDefaultLimit", testListRequestsDefaultLimit},
 		{"ActiveGrant", testActiveGrant},
@@ -343,6 +344,51 @@ func testRollback(t *testing.T, s lapse.Store) {
 	}
 	if len(evs) != 1 || evs[0].Seq != 1 || evs[0].PrevHash != "" {
 		t.Errorf("after rollback the log is %+v, want one record with Seq 1 and no PrevHash", evs)
+	}
+}
+
+// testAfterCommit checks that a committed transaction hands its audit
+// records, as stored, to the functions registered with AfterCommit, and
+// that a rolled-back one calls none.
+func testAfterCommit(t *testing.T, s lapse.Store) {
+	ctx := t.Context()
+	r := newRequest("r1", "alice", "db", "read")
+	var calls [][]lapse.AuditEvent
+	err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		tx.AfterCommit(func(stored []lapse.AuditEvent) { calls = append(calls, stored) })
+		if err := tx.CreateRequest(ctx, &r); err != nil {
+			return err
+		}
+		return tx.AppendAudit(ctx, lapse.NewAuditEvent(lapse.EvRequested, "alice", "", r, nil, t0),
+			lapse.NewAuditEvent(lapse.EvApproved, "bob", "", r, nil, t0))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := s.ListAudit(ctx, lapse.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 {
+		t.Fatalf("AfterCommit function called %d times, want once", len(calls))
+	}
+	if diff := cmp.Diff(want, calls[0], cmpOpts...); diff != "" {
+		t.Errorf("AfterCommit got other records than the log holds (-log +got):\n%s", diff)
+	}
+
+	calls = nil
+	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		tx.AfterCommit(func(stored []lapse.AuditEvent) { calls = append(calls, stored) })
+		if err := tx.AppendAudit(ctx, lapse.NewAuditEvent(lapse.EvRevoked, "bob", "", r, nil, t0)); err != nil {
+			return err
+		}
+		return errTest
+	})
+	if !errors.Is(err, errTest) {
+		t.Fatalf("Tx returned %v, want the function's error", err)
+	}
+	if len(calls) != 0 {
+		t.Errorf("AfterCommit function of a rolled-back transaction called with %v", calls)
 	}
 }
 

@@ -81,14 +81,17 @@ func (w *Watcher) Ingest(ctx context.Context, integration string, in ActivityRep
 		}
 		ev := lapse.NewAuditEvent(typ, integration, "", r, a, now)
 		ev.From, ev.To = "", ""
-		before, err := tx.LastAuditSeq(ctx)
-		if err != nil {
-			return err
-		}
 		if err := tx.AppendAudit(ctx, ev); err != nil {
 			return err
 		}
-		res = IngestResult{RequestID: r.ID, Outside: !found, Seq: before + 1}
+		res = IngestResult{RequestID: r.ID, Outside: !found}
+		tx.AfterCommit(func(stored []lapse.AuditEvent) {
+			// The record of the activity is the first of the transaction;
+			// the alerts it raised follow it.
+			if len(stored) > 0 {
+				res.Seq = stored[0].Seq
+			}
+		})
 		return nil
 	})
 	if err != nil {

@@ -59,9 +59,7 @@ func (s *Store) sharedTx(ctx context.Context, fn func(ctx context.Context, tx la
 		return s.conflictOr(err)
 	}
 	committed = true
-	if s.OnCommit != nil && len(t.events) > 0 {
-		s.OnCommit(t.events)
-	}
+	t.committed()
 	return nil
 }
 
@@ -178,9 +176,7 @@ func (t *tx) commitShared(ctx context.Context) error {
 			return errors.New("commit: the transaction was rolled back")
 		}
 		t.pending = nil
-		if t.s.OnCommit != nil {
-			t.events = append(t.events, stored...)
-		}
+		t.events = append(t.events, stored...)
 		return nil
 	})
 }
@@ -208,9 +204,7 @@ func (t *tx) flushShared(ctx context.Context) error {
 	t.pending = nil
 	// The tree this transaction read, if any, is behind now.
 	t.tree = nil
-	if t.s.OnCommit != nil {
-		t.events = append(t.events, stored...)
-	}
+	t.events = append(t.events, stored...)
 	return nil
 }
 

@@ -186,9 +186,7 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx
 	if s.active != nil {
 		s.active.apply(t.changes)
 	}
-	if s.OnCommit != nil && len(t.events) > 0 {
-		s.OnCommit(t.events)
-	}
+	t.committed()
 	return nil
 }
 

@@ -32,6 +32,25 @@ type tx struct {
 	// conn is the connection of a transaction that the store began itself
 	// (see [Store.sharedTx]).
 	conn *sql.Conn
+	// after are the functions to call with events once committed.
+	after []func([]lapse.AuditEvent)
+}
+
+// AfterCommit registers f to be called with the transaction's audit
+// records, as stored, once it has committed.
+func (t *tx) AfterCommit(f func(stored []lapse.AuditEvent)) {
+	t.after = append(t.after, f)
+}
+
+// committed tells the store's OnCommit and the functions registered with
+// AfterCommit what t stored.
+func (t *tx) committed() {
+	for _, f := range t.after {
+		f(t.events)
+	}
+	if t.s.OnCommit != nil && len(t.events) > 0 {
+		t.s.OnCommit(t.events)
+	}
 }
 
 var _ lapse.Tx = (*tx)(nil)
@@ -199,9 +218,7 @@ func (t *tx) writeAudit(ctx context.Context, evs []lapse.AuditEvent) error {
 			if err := t.tree.Append(ev.Hash); err != nil {
 				return fmt.Errorf("append audit: %w", err)
 			}
-			if t.s.OnCommit != nil {
-				t.events = append(t.events, ev)
-			}
+			t.events = append(t.events, ev)
 		}
 		if _, err := t.db.ExecContext(ctx, t.q.insertAuditRows(n), args...); err != nil {
 			return fmt.Errorf("append audit records up to %d: %w", t.tree.Size(), err)
