@@ -45,7 +45,9 @@ type Reader interface {
 	// [ErrNotFound]. It is the access check's hot path.
 	ActiveGrant(ctx context.Context, user, resource, role string, now time.Time) (Grant, error)
 	// NextDue returns the earliest NextAt of all requests, and false when no
-	// request has anything due.
+	// request has anything due. A store that several servers share may
+	// take the call as the caller's promise to call again by the time
+	// returned, and announce to the servers only due times earlier than it.
 	NextDue(ctx context.Context) (time.Time, bool, error)
 	// ListAudit returns matching audit events in sequence order.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
@@ -29,6 +30,21 @@ func (s *Store) Listener() (*Listener, error) {
 		return nil, errors.New("listen for due times: only a shared (PostgreSQL) store announces them")
 	}
 	return &Listener{cfg: s.pgConfig.Copy()}, nil
+}
+
+// NextDue returns the earliest NextAt of all requests, and false when no
+// request has anything due. On a shared (PostgreSQL) store the caller
+// promises to look again by the time returned: from then on only due times
+// earlier than it are announced on [DueChannel] (migration 00015).
+func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+	if s.pgConfig == nil {
+		return s.reader.NextDue(ctx)
+	}
+	var next sql.NullInt64
+	if err := s.wdb.QueryRowContext(ctx, "SELECT lapse_next_due()").Scan(&next); err != nil {
+		return time.Time{}, false, fmt.Errorf("next due: %w", err)
+	}
+	return decodeTime(next), next.Valid, nil
 }
 
 // Listener reconnect delays.
