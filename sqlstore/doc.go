@@ -35,13 +35,17 @@
 // version check turns a lost race into [lapse.ErrConflict], as do
 // serialization failures and deadlocks. DueRequests locks the rows it
 // returns and skips rows another transaction holds, so each due request is
-// claimed by one server. Audit records are written when the transaction
-// commits, by a function in the database sent together with COMMIT: it
+// claimed by one server. A transaction leaves its audit records in a
+// pending table and commits in the same round trip, without any lock that
+// other transactions wait for; then a seal, in one short transaction,
 // locks the audit tree's one row (SELECT ... FOR UPDATE), which holds the
-// head of the log, chains the records after it, inserts them and stores
-// the extended tree, so that the log stays one chain and one Merkle tree
-// without gaps or forks, and the lock is never held while the database
-// waits for a client. A trigger announces each new due time on [DueChannel],
+// head of the log, and chains every committed pending record after it,
+// inserts them and stores the extended tree. One seal serves every
+// transaction committed before it began, from every server, and the log
+// stays one chain and one Merkle tree without gaps or forks; Tx returns
+// once its records are sealed. A trigger announces a new due time on
+// [DueChannel] when it is earlier than the time every server will look
+// again by (see [Store.NextDue]),
 // which [Listener] follows, and [Keys] keeps keys that servers share,
 // sealed.
 package sqlstore

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,13 +16,6 @@ import (
 	"github.com/lapse-access/lapse"
 )
 
-// appendAuditSQL appends audit records inside PostgreSQL under the audit
-// tree's row lock (migration 00014): one array per column, and the
-// chain hash's tail of each record.
-const appendAuditSQL = `SELECT first_seq, prev_hash, hashes FROM lapse_audit_append(
-	$1::bytea[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-	$7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[])`
-
 // rollbackTimeout bounds the rollback of a transaction whose context has
 // ended.
 const rollbackTimeout = 5 * time.Second
@@ -29,16 +23,15 @@ const rollbackTimeout = 5 * time.Second
 // sharedTx runs fn in a write transaction of a store that several servers
 // share (PostgreSQL). The store begins and ends the transaction itself on
 // one connection of the pool, so that the audit records it appended are
-// written, the tree's row locked and updated, and the transaction
-// committed in a single round trip: the row lock that serializes every
-// appending transaction of every server is held only while the database
-// works, never while it waits for this process.
+// left in audit_pending and the transaction committed in a single round
+// trip, without any lock that other transactions wait for. Then it waits
+// for a seal that puts them in the log (see [sealer]), so that when Tx
+// returns the records are in the log, numbered and chained.
 func (s *Store) sharedTx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx) error) error {
 	conn, err := s.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	defer conn.Close()
 	t := &tx{
 		reader: reader{d: s.d, q: s.q},
 		s:      s,
@@ -46,19 +39,39 @@ func (s *Store) sharedTx(ctx context.Context, fn func(ctx context.Context, tx la
 		conn:   conn,
 	}
 	t.reader.db = t.db
-	committed := false
+	closed, committed := false, false
 	defer func() {
-		if !committed { // fn failed or panicked, or the commit failed
-			s.rollback(ctx, conn)
+		if !closed { // fn panicked
+			_ = conn.Close()
 		}
 	}()
-	if err := fn(ctx, t); err != nil {
-		return s.conflictOr(err)
+	err = func() error {
+		defer func() {
+			if !committed { // fn failed or panicked, or the commit failed
+				s.rollback(ctx, conn)
+			}
+		}()
+		if err := fn(ctx, t); err != nil {
+			return s.conflictOr(err)
+		}
+		if err := t.commitShared(ctx); err != nil {
+			return s.conflictOr(err)
+		}
+		committed = true
+		return nil
+	}()
+	// The connection goes back to the pool before the seal.
+	closed = true
+	_ = conn.Close()
+	if err != nil {
+		return err
 	}
-	if err := t.commitShared(ctx); err != nil {
-		return s.conflictOr(err)
+	if len(t.unsealed) > 0 {
+		// The transaction has committed: a failed seal leaves its records
+		// pending, for the next seal of any server, and is not its error.
+		got, _ := s.sealer.wait(ctx, t.unsealedID, t.since)
+		t.events = append(t.events, place(t.unsealed, t.unsealedID, got)...)
 	}
-	committed = true
 	t.committed()
 	return nil
 }
@@ -138,8 +151,8 @@ type connRaw interface {
 	Raw(f func(driverConn any) error) error
 }
 
-// commitShared appends the deferred audit records and commits, both in
-// one round trip.
+// commitShared leaves the deferred audit records in audit_pending and
+// commits, both in one round trip.
 func (t *tx) commitShared(ctx context.Context) error {
 	return t.conn.Raw(func(dc any) error {
 		pc, ok := pgxConn(dc)
@@ -156,17 +169,18 @@ func (t *tx) commitShared(ctx context.Context) error {
 			}
 			return nil
 		}
-		b := &pgx.Batch{}
 		args, err := appendArgs(t.pending)
 		if err != nil {
 			return fmt.Errorf("append audit: %w", err)
 		}
-		b.Queue(appendAuditSQL, args...)
+		since := t.s.sealer.head.Load()
+		b := &pgx.Batch{}
+		b.Queue(insertPendingSQL, args...)
 		b.Queue("commit")
 		br := pc.SendBatch(ctx, b)
-		stored, aerr := scanAppended(br.QueryRow(), t.pending)
+		ids, ierr := scanPendingIDs(br, len(t.pending))
 		tag, cerr := br.Exec()
-		if err := errors.Join(br.Close(), aerr); err != nil {
+		if err := errors.Join(br.Close(), ierr); err != nil {
 			return fmt.Errorf("append audit: %w", err)
 		}
 		if cerr != nil {
@@ -175,37 +189,80 @@ func (t *tx) commitShared(ctx context.Context) error {
 		if tag.String() != "COMMIT" {
 			return errors.New("commit: the transaction was rolled back")
 		}
+		t.unsealed, t.unsealedID, t.since = t.pending, ids, since
 		t.pending = nil
-		t.events = append(t.events, stored...)
 		return nil
 	})
 }
 
-// flushShared appends the deferred audit records without committing, for
-// a transaction that goes on to read the log.
+// flushShared writes the deferred audit records into the log without
+// committing, for a transaction that goes on to read the log: it leaves
+// them pending and seals within the transaction, which then holds the
+// audit tree's lock until it ends.
 func (t *tx) flushShared(ctx context.Context) error {
 	args, err := appendArgs(t.pending)
 	if err != nil {
 		return fmt.Errorf("append audit: %w", err)
 	}
-	var stored []lapse.AuditEvent
+	since := t.s.sealer.head.Load()
+	var got map[int64]sealed
+	var ids []int64
 	err = t.conn.Raw(func(dc any) error {
 		pc, ok := pgxConn(dc)
 		if !ok {
 			return errNotPgx
 		}
-		var err error
-		stored, err = scanAppended(pc.QueryRow(ctx, appendAuditSQL, args...), t.pending)
+		b := &pgx.Batch{}
+		b.Queue(insertPendingSQL, args...)
+		br := pc.SendBatch(ctx, b)
+		ids, err = scanPendingIDs(br, len(t.pending))
+		if err := errors.Join(br.Close(), err); err != nil {
+			return err
+		}
+		got, err = scanSealed(pc.QueryRow(ctx, sealSQL, ids, since))
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("append audit: %w", err)
+	}
+	stored := place(t.pending, ids, got)
+	for _, ev := range stored {
+		if ev.Seq == 0 {
+			return fmt.Errorf("append audit: record %q of request %s was not sealed", ev.Type, ev.RequestID)
+		}
 	}
 	t.pending = nil
 	// The tree this transaction read, if any, is behind now.
 	t.tree = nil
 	t.events = append(t.events, stored...)
 	return nil
+}
+
+// scanPendingIDs reads the ids insertPendingSQL returns for n records.
+func scanPendingIDs(br pgx.BatchResults, n int) ([]int64, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int64, 0, n)
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(ids) != n {
+		return nil, fmt.Errorf("%d records left pending, %d ids returned", n, len(ids))
+	}
+	// In the order of the records: ids are drawn in insert order.
+	slices.Sort(ids)
+	return ids, nil
 }
 
 // appendArgs returns the arguments of appendAuditSQL for evs.
@@ -237,27 +294,4 @@ func appendArgs(evs []lapse.AuditEvent) ([]any, error) {
 		}
 	}
 	return []any{tails, times, types, actors, reqIDs, users, resources, roles, froms, tos, datas}, nil
-}
-
-// scanAppended reads what appendAuditSQL returns and gives evs their
-// sequence numbers and hashes, as stored.
-func scanAppended(row pgx.Row, evs []lapse.AuditEvent) ([]lapse.AuditEvent, error) {
-	var (
-		first  int64
-		prev   string
-		hashes []string
-	)
-	if err := row.Scan(&first, &prev, &hashes); err != nil {
-		return nil, err
-	}
-	if len(hashes) != len(evs) {
-		return nil, fmt.Errorf("%d records appended, %d hashes returned", len(evs), len(hashes))
-	}
-	out := make([]lapse.AuditEvent, len(evs))
-	for i, ev := range evs {
-		ev.Seq, ev.PrevHash, ev.Hash = first+int64(i), prev, hashes[i]
-		prev = ev.Hash
-		out[i] = ev
-	}
-	return out, nil
 }

@@ -69,6 +69,16 @@ func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*Store
 		return nil, errors.Join(fmt.Errorf("open store: %w", err), db.Close())
 	}
 	s.pgConfig = cfg
+	s.sealer = &sealer{s: s}
+	// Records a server committed and did not live to seal are sealed now.
+	if err := s.SealAudit(ctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("open store: %w", err), s.Close())
+	}
+	head, err := s.LastAuditSeq(ctx)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("open store: %w", err), s.Close())
+	}
+	s.sealer.head.Store(head)
 	return s, nil
 }
 

@@ -39,6 +39,8 @@ type Store struct {
 	pgConfig *pgx.ConnConfig
 	// active answers ActiveGrant from memory for single-writer dialects.
 	active *activeIndex
+	// sealer seals the audit records of a shared store's transactions.
+	sealer *sealer
 
 	// OnCommit, if set, is called after each committed transaction that
 	// appended audit events, with those events as stored. It runs before
@@ -233,6 +235,9 @@ func (s *Store) forgetHead() {
 
 // Close closes the database. The store must not be used after.
 func (s *Store) Close() error {
+	if s.sealer != nil {
+		s.sealer.close()
+	}
 	err := errors.Join(s.closeStmts(), s.pool.close())
 	err = errors.Join(err, s.wdb.Close())
 	if s.rdb != s.wdb {

@@ -29,6 +29,11 @@ type tx struct {
 	// pending are audit events appended and not yet written, where the
 	// dialect defers appends to the commit.
 	pending []lapse.AuditEvent
+	// committed are audit events left in audit_pending by the commit, with
+	// their pending ids and the head of the log they follow, to be sealed.
+	unsealed   []lapse.AuditEvent
+	unsealedID []int64
+	since      int64
 	// conn is the connection of a transaction that the store began itself
 	// (see [Store.sharedTx]).
 	conn *sql.Conn
