@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -28,30 +29,34 @@ const rollbackTimeout = 5 * time.Second
 // for a seal that puts them in the log (see [sealer]), so that when Tx
 // returns the records are in the log, numbered and chained.
 func (s *Store) sharedTx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx) error) error {
-	conn, err := s.begin(ctx)
+	conn, err := s.wdb.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	c := &sharedConn{s: s, conn: conn}
 	t := &tx{
 		reader: reader{d: s.d, q: s.q},
 		s:      s,
-		db:     &txQuerier{q: conn},
-		conn:   conn,
+		db:     &txQuerier{q: c},
+		conn:   c,
 	}
 	t.reader.db = t.db
 	closed, committed := false, false
 	defer func() {
 		if !closed { // fn panicked
-			_ = conn.Close()
+			_ = c.conn.Close()
 		}
 	}()
 	err = func() error {
 		defer func() {
 			if !committed { // fn failed or panicked, or the commit failed
-				s.rollback(ctx, conn)
+				s.rollback(ctx, c)
 			}
 		}()
 		if err := fn(ctx, t); err != nil {
+			if c.err != nil {
+				return fmt.Errorf("begin: %w", c.err)
+			}
 			return s.conflictOr(err)
 		}
 		if err := t.commitShared(ctx); err != nil {
@@ -62,7 +67,7 @@ func (s *Store) sharedTx(ctx context.Context, fn func(ctx context.Context, tx la
 	}()
 	// The connection goes back to the pool before the seal.
 	closed = true
-	_ = conn.Close()
+	_ = c.conn.Close()
 	if err != nil {
 		return err
 	}
@@ -76,29 +81,131 @@ func (s *Store) sharedTx(ctx context.Context, fn func(ctx context.Context, tx la
 	return nil
 }
 
-// begin takes a connection of the pool and begins a transaction on it. A
-// connection found broken (the database restarted) is closed and another
-// tried, as database/sql does for its own transactions.
-func (s *Store) begin(ctx context.Context) (*sql.Conn, error) {
+// sharedConn is the connection of a shared store's transaction. The
+// transaction begins lazily: BEGIN goes in one round trip with the first
+// statement when that is an Exec, else on its own before the first query
+// or the commit. A
+// connection found broken before anything began (the database restarted)
+// is closed and another taken, as database/sql does for its own
+// transactions.
+type sharedConn struct {
+	s     *Store
+	conn  *sql.Conn
+	begun bool
+	// err is why the transaction could not begin; nothing runs after it.
+	err error
+}
+
+// Raw runs f on the driver's connection.
+func (c *sharedConn) Raw(f func(driverConn any) error) error { return c.conn.Raw(f) }
+
+// replace closes a broken connection and takes another of the pool.
+func (c *sharedConn) replace(ctx context.Context) error {
+	c.s.discardUnlessIdle(c.conn)
+	_ = c.conn.Close()
+	conn, err := c.s.wdb.Conn(ctx)
+	if err != nil {
+		// Closing the old one twice is harmless; the caller closes c.conn.
+		return err
+	}
+	c.conn = conn
+	return nil
+}
+
+// begin begins the transaction unless it has begun.
+func (c *sharedConn) begin(ctx context.Context) error {
+	if c.begun || c.err != nil {
+		return c.err
+	}
 	for attempt := 0; ; attempt++ {
-		conn, err := s.wdb.Conn(ctx)
-		if err != nil {
+		_, err := c.conn.ExecContext(ctx, "begin")
+		if err == nil {
+			c.begun = true
+			return nil
+		}
+		if !errors.Is(err, driver.ErrBadConn) || attempt >= beginRetries {
+			c.err = err
+			return err
+		}
+		if err := c.replace(ctx); err != nil {
+			c.err = err
+			return err
+		}
+	}
+}
+
+// ExecContext runs query in the transaction, beginning it in the same
+// round trip if it has not begun.
+func (c *sharedConn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if c.err != nil {
+		return nil, c.err
+	}
+	if c.begun {
+		return c.conn.ExecContext(ctx, query, args...)
+	}
+	for attempt := 0; ; attempt++ {
+		var res sql.Result
+		err := c.conn.Raw(func(dc any) error {
+			pc, ok := pgxConn(dc)
+			if !ok {
+				return errNotPgx
+			}
+			b := &pgx.Batch{}
+			b.Queue("begin")
+			b.Queue(query, args...)
+			br := pc.SendBatch(ctx, b)
+			_, berr := br.Exec()
+			c.begun = berr == nil
+			tag, err := br.Exec()
+			if cerr := br.Close(); err == nil {
+				err = cerr
+			}
+			if berr != nil {
+				return berr
+			}
+			if err != nil {
+				return err
+			}
+			res = driver.RowsAffected(tag.RowsAffected())
+			return nil
+		})
+		if err == nil || c.begun {
+			return res, err
+		}
+		if !pgconn.SafeToRetry(err) || attempt >= beginRetries {
+			c.err = err
 			return nil, err
 		}
-		_, err = conn.ExecContext(ctx, "begin")
-		if err == nil {
-			return conn, nil
-		}
-		s.discardUnlessIdle(conn)
-		_ = conn.Close()
-		if !errors.Is(err, driver.ErrBadConn) || attempt >= beginRetries {
+		if err := c.replace(ctx); err != nil {
+			c.err = err
 			return nil, err
 		}
 	}
 }
 
-// beginRetries is how many broken connections begin replaces before it
-// gives up: more than a pool holds.
+// QueryContext begins the transaction if it has not begun, and runs query
+// in it.
+func (c *sharedConn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := c.begin(ctx); err != nil {
+		return nil, err
+	}
+	return c.conn.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext begins the transaction if it has not begun, and runs
+// query in it. If the transaction cannot begin, the row's Scan fails (with
+// the context's cancellation; the transaction reports why).
+func (c *sharedConn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if err := c.begin(ctx); err != nil {
+		cctx, cancel := context.WithCancelCause(ctx)
+		cancel(err)
+		return c.conn.QueryRowContext(cctx, query, args...)
+	}
+	return c.conn.QueryRowContext(ctx, query, args...)
+}
+
+// beginRetries is how many broken connections a transaction replaces
+// before it gives up: more than a pool holds.
 const beginRetries = 64
 
 // rollback ends conn's transaction, if one is open, even when ctx has
@@ -154,12 +261,20 @@ type connRaw interface {
 // commitShared leaves the deferred audit records in audit_pending and
 // commits, both in one round trip.
 func (t *tx) commitShared(ctx context.Context) error {
+	if len(t.pending) > 0 {
+		if err := t.conn.begin(ctx); err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+	}
 	return t.conn.Raw(func(dc any) error {
 		pc, ok := pgxConn(dc)
 		if !ok {
 			return errNotPgx
 		}
 		if len(t.pending) == 0 {
+			if !t.conn.begun {
+				return nil // nothing was written
+			}
 			tag, err := pc.Exec(ctx, "commit")
 			if err != nil {
 				return fmt.Errorf("commit: %w", err)
@@ -203,6 +318,9 @@ func (t *tx) flushShared(ctx context.Context) error {
 	args, err := appendArgs(t.pending)
 	if err != nil {
 		return fmt.Errorf("append audit: %w", err)
+	}
+	if err := t.conn.begin(ctx); err != nil {
+		return fmt.Errorf("begin: %w", err)
 	}
 	since := t.s.sealer.head.Load()
 	var got map[int64]sealed

@@ -36,7 +36,7 @@ type tx struct {
 	since      int64
 	// conn is the connection of a transaction that the store began itself
 	// (see [Store.sharedTx]).
-	conn *sql.Conn
+	conn *sharedConn
 	// after are the functions to call with events once committed.
 	after []func([]lapse.AuditEvent)
 }
