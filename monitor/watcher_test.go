@@ -9,27 +9,9 @@ import (
 	"time"
 
 	"github.com/lapse-access/lapse"
-	"github.com/lapse-access/lapse/lapsetest/pgtest"
+	"github.com/lapse-access/lapse/lapsetest"
 	"github.com/lapse-access/lapse/monitor"
-	"github.com/lapse-access/lapse/sqlstore"
 )
-
-// openPostgres opens a store on a new database of the package's shared
-// PostgreSQL server, closed when t ends.
-func openPostgres(t *testing.T) lapse.Store {
-	t.Helper()
-	srv := pgtest.Shared(t)
-	st, err := sqlstore.OpenPostgres(t.Context(), srv.AdminDSNFor(srv.CreateDatabase(t)), sqlstore.PostgresOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := st.Close(); err != nil {
-			t.Errorf("close store: %v", err)
-		}
-	})
-	return st
-}
 
 // stores are the stores the rules must judge alike: SQLite writes audit
 // records when they are appended, PostgreSQL when the transaction commits.
@@ -38,7 +20,7 @@ var stores = []struct {
 	open func(t *testing.T) lapse.Store
 }{
 	{"sqlite", func(t *testing.T) lapse.Store { return openStore(t) }},
-	{"postgres", openPostgres},
+	{"postgres", func(t *testing.T) lapse.Store { return lapsetest.OpenPostgresStore(t) }},
 }
 
 // requestTx creates, in one transaction through the watched store, one
