@@ -222,12 +222,9 @@ func (w *Watcher) checkBurst(ctx context.Context, r, log lapse.Reader, upto []la
 		return
 	}
 	since := ev.Time.Add(-rule.Window)
-	in := func(e lapse.AuditEvent) bool {
-		return e.User == ev.User && slices.Contains(types, e.Type) && !e.Time.Before(since) && !e.Time.After(ev.Time)
-	}
 	n := 0
 	for _, e := range upto {
-		if in(e) {
+		if e.User == ev.User && slices.Contains(types, e.Type) && !e.Time.Before(since) && !e.Time.After(ev.Time) {
 			n++
 		}
 	}
