@@ -32,7 +32,10 @@
 // event written through the store that [Watcher.Wrap] returns, inside the
 // transaction that writes it: an alert is stored and recorded as
 // [lapse.EvAlertRaised] together with what raised it, or not at all. The
-// rules about users' habits read them from a [History], which the risk
+// rules read the audit log as committed, outside the transaction, and add
+// the events the transaction appended before from memory, so they judge
+// alike whether the store writes audit records when they are appended or
+// when the transaction commits. The rules about users' habits read them from a [History], which the risk
 // score shares. [Watcher.Run] revokes, after the commit, the grants of
 // alerts whose rule is set to revoke, and takes them from the open alerts
 // again after a restart.

@@ -95,13 +95,19 @@ type watchedStore struct {
 
 func (s *watchedStore) Tx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx) error) error {
 	return s.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
-		return fn(ctx, &watchedTx{Tx: tx, w: s.w})
+		return fn(ctx, &watchedTx{Tx: tx, w: s.w, log: s.Store})
 	})
 }
 
+// watchedTx runs the rules on the events appended through it.
 type watchedTx struct {
 	lapse.Tx
 	w *Watcher
+	// log reads the audit log as committed, outside the transaction.
+	log lapse.Reader
+	// appended are the events appended through the transaction so far, in
+	// order, without the alerts raised for them.
+	appended []lapse.AuditEvent
 }
 
 // AppendAudit appends evs and then the alerts they raise.
@@ -109,43 +115,40 @@ func (t *watchedTx) AppendAudit(ctx context.Context, evs ...lapse.AuditEvent) er
 	if err := t.Tx.AppendAudit(ctx, evs...); err != nil {
 		return err
 	}
-	if len(evs) == 0 {
-		return nil
-	}
-	// The events as stored: numbered up to the head of the log.
-	last, err := t.Tx.LastAuditSeq(ctx)
-	if err != nil {
-		return err
-	}
-	stored := slices.Clone(evs)
-	for i := range stored {
-		stored[i].Seq = last - int64(len(stored)-1-i)
-	}
-	return t.w.inspect(ctx, t.Tx, stored)
+	from := len(t.appended)
+	t.appended = append(t.appended, evs...)
+	return t.w.inspect(ctx, t.Tx, t.log, t.appended, from)
 }
 
-// inspect runs the rules on evs within tx and raises what they find.
-func (w *Watcher) inspect(ctx context.Context, tx lapse.Tx, evs []lapse.AuditEvent) error {
-	var alerts []lapse.Alert
-	for _, ev := range evs {
-		alerts = append(alerts, w.Check(ctx, tx, ev, evs)...)
-	}
-	for i := range alerts {
-		if err := tx.CreateAlert(ctx, &alerts[i]); err != nil {
-			return fmt.Errorf("raise alert %s: %w", alerts[i].Rule, err)
-		}
-		if err := tx.AppendAudit(ctx, lapse.AlertEvent(alerts[i], MonitorActor)); err != nil {
-			return fmt.Errorf("raise alert %s: %w", alerts[i].Rule, err)
+// inspect runs the rules on batch[from:] within tx and raises what they
+// find. The alerts of each event are stored before the next is looked at,
+// so that an alert raised for one is open for the rules of the next.
+func (w *Watcher) inspect(ctx context.Context, tx lapse.Tx, log lapse.Reader, batch []lapse.AuditEvent, from int) error {
+	for i := from; i < len(batch); i++ {
+		alerts := w.Check(ctx, tx, log, batch, i)
+		for j := range alerts {
+			if err := tx.CreateAlert(ctx, &alerts[j]); err != nil {
+				return fmt.Errorf("raise alert %s: %w", alerts[j].Rule, err)
+			}
+			if err := tx.AppendAudit(ctx, lapse.AlertEvent(alerts[j], MonitorActor)); err != nil {
+				return fmt.Errorf("raise alert %s: %w", alerts[j].Rule, err)
+			}
 		}
 	}
 	return nil
 }
 
-// Check returns the alerts that ev raises, not yet stored. batch are the
-// events appended with ev, which reads of r do not see yet. Rules that
-// cannot read what they need are skipped with a warning: monitoring never
-// fails the change it watches.
-func (w *Watcher) Check(ctx context.Context, r lapse.Reader, ev lapse.AuditEvent, batch []lapse.AuditEvent) []lapse.Alert {
+// Check returns the alerts that batch[i] raises, not yet stored. batch are
+// the events a transaction has appended so far, in order; batch[:i] came
+// before the event. r reads within the transaction: the event's request
+// and the open alerts, which the transaction may have written. log reads
+// the audit log as committed, which holds none of batch: the rules add the
+// earlier events of batch to what log returns, so they judge the same
+// events whether or not the store has written the transaction's records
+// yet. Rules that cannot read what they need are skipped with a warning:
+// monitoring never fails the change it watches.
+func (w *Watcher) Check(ctx context.Context, r, log lapse.Reader, batch []lapse.AuditEvent, i int) []lapse.Alert {
+	ev := batch[i]
 	rules := w.rules()
 	var out []lapse.Alert
 	raise := func(name string, rule Rule, msg string, details map[string]string) {
@@ -156,11 +159,11 @@ func (w *Watcher) Check(ctx context.Context, r lapse.Reader, ev lapse.AuditEvent
 	case lapse.EvRequested:
 		w.checkRequest(ctx, r, ev, rules, raise)
 		if rule, ok := rules.on(RuleRequestBurst); ok {
-			w.checkBurst(ctx, r, ev, batch, RuleRequestBurst, rule, []string{lapse.EvRequested}, "requests", raise)
+			w.checkBurst(ctx, r, log, batch[:i+1], RuleRequestBurst, rule, []string{lapse.EvRequested}, "requests", raise)
 		}
 	case lapse.EvRefused, lapse.EvDenied:
 		if rule, ok := rules.on(RuleDenialBurst); ok {
-			w.checkBurst(ctx, r, ev, batch, RuleDenialBurst, rule, []string{lapse.EvRefused, lapse.EvDenied}, "refused or denied requests", raise)
+			w.checkBurst(ctx, r, log, batch[:i+1], RuleDenialBurst, rule, []string{lapse.EvRefused, lapse.EvDenied}, "refused or denied requests", raise)
 		}
 	case lapse.EvActivityOutside:
 		if rule, ok := rules.on(RuleOutsideGrant); ok {
@@ -171,7 +174,7 @@ func (w *Watcher) Check(ctx context.Context, r lapse.Reader, ev lapse.AuditEvent
 		}
 	case lapse.EvActivity:
 		if rule, ok := rules.on(RuleTwoCountries); ok {
-			w.checkTwoCountries(ctx, r, ev, batch, rule, raise)
+			w.checkTwoCountries(ctx, r, log, ev, batch[:i], rule, raise)
 		}
 	}
 	return out
@@ -208,26 +211,31 @@ func (w *Watcher) checkRequest(ctx context.Context, r lapse.Reader, ev lapse.Aud
 	}
 }
 
-// checkBurst raises name when ev makes rule.Count events of types by one
-// user within rule.Window, unless an alert of the rule about the user is
-// still open from within the window.
-func (w *Watcher) checkBurst(ctx context.Context, r lapse.Reader, ev lapse.AuditEvent, batch []lapse.AuditEvent, name string, rule Rule, types []string, what string, raise raiseFunc) {
+// checkBurst raises name when the last event of upto, ev, makes
+// rule.Count events of types by one user within rule.Window, unless an
+// alert of the rule about the user is still open from within the window.
+// It counts the committed events that log returns and the events of upto,
+// ev included, which are the transaction's own.
+func (w *Watcher) checkBurst(ctx context.Context, r, log lapse.Reader, upto []lapse.AuditEvent, name string, rule Rule, types []string, what string, raise raiseFunc) {
+	ev := upto[len(upto)-1]
 	if ev.User == "" {
 		return
 	}
 	since := ev.Time.Add(-rule.Window)
 	n := 0
+	for _, e := range upto {
+		if e.User == ev.User && slices.Contains(types, e.Type) && !e.Time.Before(since) && !e.Time.After(ev.Time) {
+			n++
+		}
+	}
 	for _, typ := range types {
-		evs, err := r.ListAudit(ctx, lapse.AuditFilter{User: ev.User, Type: typ, Since: since, Limit: rule.Count + len(batch) + 1})
+		// Until is exclusive: up to and including ev's time.
+		evs, err := log.ListAudit(ctx, lapse.AuditFilter{User: ev.User, Type: typ, Since: since, Until: ev.Time.Add(time.Nanosecond), Limit: rule.Count})
 		if err != nil {
 			w.logger().Warn("count events for anomaly rules", "rule", name, logErr, err)
 			return
 		}
-		for _, e := range evs {
-			if !e.Time.After(ev.Time) && (e.Seq <= ev.Seq || ev.Seq == 0) {
-				n++
-			}
-		}
+		n += len(evs)
 	}
 	if n < rule.Count {
 		return
@@ -245,8 +253,10 @@ func (w *Watcher) checkBurst(ctx context.Context, r lapse.Reader, ev lapse.Audit
 }
 
 // checkTwoCountries raises an alert when a grant's activity comes from a
-// country other than that of its earlier activity.
-func (w *Watcher) checkTwoCountries(ctx context.Context, r lapse.Reader, ev lapse.AuditEvent, batch []lapse.AuditEvent, rule Rule, raise raiseFunc) {
+// country other than that of its earlier activity: the committed activity
+// that log returns, and earlier, the activity the transaction appended
+// before ev.
+func (w *Watcher) checkTwoCountries(ctx context.Context, r, log lapse.Reader, ev lapse.AuditEvent, earlier []lapse.AuditEvent, rule Rule, raise raiseFunc) {
 	if w.History == nil || ev.RequestID == "" {
 		return
 	}
@@ -261,13 +271,13 @@ func (w *Watcher) checkTwoCountries(ctx context.Context, r lapse.Reader, ev laps
 	if c == "" {
 		return
 	}
-	evs, err := r.ListAudit(ctx, lapse.AuditFilter{RequestID: ev.RequestID, Type: lapse.EvActivity, Limit: activityScan})
+	evs, err := log.ListAudit(ctx, lapse.AuditFilter{RequestID: ev.RequestID, Type: lapse.EvActivity, Limit: activityScan})
 	if err != nil {
 		w.logger().Warn("read grant activity", "request", ev.RequestID, logErr, err)
 		return
 	}
-	for _, e := range append(evs, batch...) {
-		if e.Type != lapse.EvActivity || e.RequestID != ev.RequestID || e.Seq >= ev.Seq {
+	for _, e := range slices.Concat(evs, earlier) {
+		if e.Type != lapse.EvActivity || e.RequestID != ev.RequestID {
 			continue
 		}
 		if other := country(e); other != "" && other != c {

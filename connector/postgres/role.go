@@ -1,12 +1,12 @@
 package postgres
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/connector"
 )
 
 // RolePrefix starts the name of every role the connector creates.
@@ -38,14 +38,7 @@ type RoleSettings struct {
 // DecodeRole decodes a role's settings strictly with decode, checks them and
 // returns a [RoleSettings] value.
 func (c *Connector) DecodeRole(decode func(v any) error) (any, error) {
-	var s RoleSettings
-	if err := decode(&s); err != nil {
-		return nil, fmt.Errorf("%w: postgres role settings: %w", lapse.ErrInvalid, err)
-	}
-	if err := s.Validate(); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return connector.DecodeRole[RoleSettings]("postgres role settings", decode)
 }
 
 // Validate checks the settings. Errors are of kind [lapse.ErrInvalid].

@@ -1,13 +1,13 @@
 package ssh
 
 import (
-	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"unicode"
 
 	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/connector"
 )
 
 // extensions are the certificate extensions that OpenSSH knows and that a
@@ -52,14 +52,7 @@ type RoleSettings struct {
 // returns a [RoleSettings] value. It uses no state of c, so a zero
 // Connector may decode.
 func (c *Connector) DecodeRole(decode func(v any) error) (any, error) {
-	var s RoleSettings
-	if err := decode(&s); err != nil {
-		return nil, fmt.Errorf("%w: ssh role settings: %w", lapse.ErrInvalid, err)
-	}
-	if err := s.Validate(); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return connector.DecodeRole[RoleSettings]("ssh role settings", decode)
 }
 
 // Validate checks the settings. Errors are of kind [lapse.ErrInvalid].

@@ -1,11 +1,11 @@
 package webhook
 
 import (
-	"fmt"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/connector"
 )
 
 // Limits on [RoleSettings.Params].
@@ -28,14 +28,7 @@ type RoleSettings struct {
 // returns a [RoleSettings] value. It uses no state of the connector, so it
 // may be called on a zero Connector.
 func (c *Connector) DecodeRole(decode func(v any) error) (any, error) {
-	var s RoleSettings
-	if err := decode(&s); err != nil {
-		return nil, fmt.Errorf("%w: webhook role settings: %w", lapse.ErrInvalid, err)
-	}
-	if err := s.Validate(); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return connector.DecodeRole[RoleSettings]("webhook role settings", decode)
 }
 
 // Validate checks the settings. Errors are of kind [lapse.ErrInvalid].
