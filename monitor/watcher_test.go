@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,4 +229,30 @@ func TestWatchedTxLeavesTheLogAlone(t *testing.T) {
 			t.Errorf("%d alerts about %s, want %d: %+v", len(got), user, want, got)
 		}
 	}
+}
+
+// TestWatchedTransactionsOutnumberPool runs more watched transactions at
+// once than the PostgreSQL store's pool holds connections: each reads the
+// log through the store while it holds a connection of its own, and none
+// may wait for a connection that the others hold.
+func TestWatchedTransactionsOutnumberPool(t *testing.T) {
+	st := lapsetest.OpenPostgresStore(t) // 4 connections in each pool
+	rule := monitor.Rule{Enabled: true, Severity: lapse.SeverityMedium, Count: 1000, Window: time.Hour}
+	w := newWatcher(t, st, rules(monitor.RuleRequestBurst, rule))
+	const txs = 16
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for i := range txs {
+			wg.Go(func() { requestTx(t, w, st, "user"+strconv.Itoa(i), 0, day, 1, 1) })
+		}
+		wg.Wait()
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("watched transactions still waiting for connections after a minute")
+	}
+	verifyChain(t, st)
 }

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
@@ -24,7 +25,11 @@ const DueChannel = "lapse_due"
 
 // PostgresOptions tune [OpenPostgres]. The zero value is ready to use.
 type PostgresOptions struct {
-	// MaxConns bounds the connections of the pool; default 16.
+	// MaxConns bounds the connections of each of the store's two pools,
+	// one for write transactions and one for reads outside them; default
+	// 16. Two pools, so that a transaction that also reads through the
+	// store (the anomaly rules do) never waits for a connection that
+	// transactions like it hold.
 	MaxConns int
 }
 
@@ -53,20 +58,24 @@ func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*Store
 	if err != nil {
 		return nil, err
 	}
-	db := stdlib.OpenDB(*cfg)
 	n := opts.MaxConns
 	if n <= 0 {
 		n = 16
 	}
-	db.SetMaxOpenConns(n)
-	db.SetMaxIdleConns(n)
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	if err := db.PingContext(ctx); err != nil {
-		return nil, errors.Join(fmt.Errorf("open store: %w", err), db.Close())
+	pool := func() *sql.DB {
+		db := stdlib.OpenDB(*cfg)
+		db.SetMaxOpenConns(n)
+		db.SetMaxIdleConns(n)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+		return db
 	}
-	s, err := open(ctx, postgresDialect, db, db)
+	db, rdb := pool(), pool()
+	if err := db.PingContext(ctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("open store: %w", err), db.Close(), rdb.Close())
+	}
+	s, err := open(ctx, postgresDialect, db, rdb)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("open store: %w", err), db.Close())
+		return nil, errors.Join(fmt.Errorf("open store: %w", err), db.Close(), rdb.Close())
 	}
 	s.pgConfig = cfg
 	s.sealer = &sealer{s: s}
