@@ -87,7 +87,9 @@ type Reader interface {
 type Tx interface {
 	Reader
 	// CreateRequest stores a new request with Version 1. A duplicate id is
-	// an error matching [ErrConflict].
+	// an error matching [ErrConflict], from this call or, on a store that
+	// sends the write together with the transaction's next statement, from
+	// that statement or from the commit; the transaction then fails.
 	CreateRequest(ctx context.Context, r *Request) error
 	// UpdateRequest stores r if the stored version is still r.Version, and
 	// increments r.Version. Otherwise it returns an error matching

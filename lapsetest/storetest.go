@@ -243,9 +243,25 @@ func testCreateDuplicate(t *testing.T, s lapse.Store) {
 		return tx.CreateRequest(ctx, &dup)
 	})
 	wantErr(t, "CreateRequest of a duplicate", err, lapse.ErrConflict)
+	// A store may send the insert with the next statement: a read after it
+	// fails the transaction with the conflict too.
+	other := newRequest("r2", "alice", "db", "read")
+	err = s.Tx(t.Context(), func(ctx context.Context, tx lapse.Tx) error {
+		if err := tx.CreateRequest(ctx, &dup); err != nil {
+			return err
+		}
+		if err := tx.CreateRequest(ctx, &other); err != nil {
+			return err
+		}
+		_, err := tx.GetRequest(ctx, "r2")
+		return err
+	})
+	wantErr(t, "CreateRequest of a duplicate, then a read", err, lapse.ErrConflict)
 	if diff := cmp.Diff(r, get(t, s, "r1"), cmpOpts...); diff != "" {
 		t.Errorf("duplicate changed the stored request (-want +got):\n%s", diff)
 	}
+	_, err = s.GetRequest(t.Context(), "r2")
+	wantErr(t, "GetRequest of a request created with a duplicate", err, lapse.ErrNotFound)
 }
 
 func testUpdate(t *testing.T, s lapse.Store) {

@@ -54,8 +54,10 @@ func (s *Store) sharedTx(ctx context.Context, fn func(ctx context.Context, tx la
 			}
 		}()
 		if err := fn(ctx, t); err != nil {
-			if c.err != nil {
-				return fmt.Errorf("begin: %w", c.err)
+			if c.err != nil && !errors.Is(err, c.err) {
+				// A read failed because the transaction could not go on:
+				// its error says why.
+				err = c.err
 			}
 			return s.conflictOr(err)
 		}
@@ -83,21 +85,33 @@ func (s *Store) sharedTx(ctx context.Context, fn func(ctx context.Context, tx la
 
 // sharedConn is the connection of a shared store's transaction. The
 // transaction begins lazily: BEGIN goes in one round trip with the first
-// statement when that is an Exec, else on its own before the first query
-// or the commit. A
-// connection found broken before anything began (the database restarted)
-// is closed and another taken, as database/sql does for its own
-// transactions.
+// statement, and writes queued with [sharedConn.queue] go with the next
+// statement or the commit. A connection found broken before anything
+// began (the database restarted) is closed and another taken, as
+// database/sql does for its own transactions.
 type sharedConn struct {
-	s     *Store
-	conn  *sql.Conn
-	begun bool
-	// err is why the transaction could not begin; nothing runs after it.
+	s      *Store
+	conn   *sql.Conn
+	begun  bool
+	queued []queuedWrite
+	// err is why the transaction cannot go on; nothing runs after it.
 	err error
+}
+
+// queuedWrite is a write whose failure the database reports itself, by
+// an error that [checkedErr] maps.
+type queuedWrite struct {
+	query string
+	args  []any
 }
 
 // Raw runs f on the driver's connection.
 func (c *sharedConn) Raw(f func(driverConn any) error) error { return c.conn.Raw(f) }
+
+// queue sends query with the transaction's next statement or its commit.
+func (c *sharedConn) queue(query string, args ...any) {
+	c.queued = append(c.queued, queuedWrite{query: query, args: args})
+}
 
 // replace closes a broken connection and takes another of the pool.
 func (c *sharedConn) replace(ctx context.Context) error {
@@ -105,86 +119,117 @@ func (c *sharedConn) replace(ctx context.Context) error {
 	_ = c.conn.Close()
 	conn, err := c.s.wdb.Conn(ctx)
 	if err != nil {
-		// Closing the old one twice is harmless; the caller closes c.conn.
 		return err
 	}
 	c.conn = conn
 	return nil
 }
 
-// begin begins the transaction unless it has begun.
-func (c *sharedConn) begin(ctx context.Context) error {
-	if c.begun || c.err != nil {
+// send runs, in one round trip, BEGIN unless the transaction has begun,
+// the queued writes, and what add queues; read reads the results of
+// add's. A failure ends the transaction: every later call returns it.
+func (c *sharedConn) send(ctx context.Context, add func(b *pgx.Batch), read func(br pgx.BatchResults) error) error {
+	if c.err != nil {
 		return c.err
 	}
 	for attempt := 0; ; attempt++ {
-		_, err := c.conn.ExecContext(ctx, "begin")
-		if err == nil {
-			c.begun = true
-			return nil
-		}
-		if !errors.Is(err, driver.ErrBadConn) || attempt >= beginRetries {
-			c.err = err
-			return err
-		}
-		if err := c.replace(ctx); err != nil {
-			c.err = err
-			return err
-		}
-	}
-}
-
-// ExecContext runs query in the transaction, beginning it in the same
-// round trip if it has not begun.
-func (c *sharedConn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if c.err != nil {
-		return nil, c.err
-	}
-	if c.begun {
-		return c.conn.ExecContext(ctx, query, args...)
-	}
-	for attempt := 0; ; attempt++ {
-		var res sql.Result
+		sentBegin := false
 		err := c.conn.Raw(func(dc any) error {
 			pc, ok := pgxConn(dc)
 			if !ok {
 				return errNotPgx
 			}
 			b := &pgx.Batch{}
-			b.Queue("begin")
-			b.Queue(query, args...)
+			if !c.begun {
+				b.Queue("begin")
+				sentBegin = true
+			}
+			for _, w := range c.queued {
+				b.Queue(w.query, w.args...)
+			}
+			if add != nil {
+				add(b)
+			}
 			br := pc.SendBatch(ctx, b)
-			_, berr := br.Exec()
-			c.begun = berr == nil
-			tag, err := br.Exec()
+			err := func() error {
+				if sentBegin {
+					if _, err := br.Exec(); err != nil {
+						return err
+					}
+					c.begun = true
+				}
+				for range c.queued {
+					if _, err := br.Exec(); err != nil {
+						return checkedErr(err)
+					}
+				}
+				c.queued = nil
+				if read != nil {
+					return read(br)
+				}
+				return nil
+			}()
 			if cerr := br.Close(); err == nil {
 				err = cerr
 			}
-			if berr != nil {
-				return berr
-			}
-			if err != nil {
-				return err
-			}
-			res = driver.RowsAffected(tag.RowsAffected())
-			return nil
+			return err
 		})
-		if err == nil || c.begun {
-			return res, err
+		if err == nil {
+			return nil
 		}
-		if !pgconn.SafeToRetry(err) || attempt >= beginRetries {
+		if c.begun || !sentBegin || !pgconn.SafeToRetry(err) || attempt >= beginRetries {
 			c.err = err
-			return nil, err
+			return err
 		}
 		if err := c.replace(ctx); err != nil {
 			c.err = err
-			return nil, err
+			return err
 		}
 	}
 }
 
-// QueryContext begins the transaction if it has not begun, and runs query
-// in it.
+// checkedErr turns the errors by which the database refuses a queued
+// write (migration 00017) into the store's.
+func checkedErr(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch pe.Code {
+	case "LP409":
+		return lapse.Conflictf("%s", pe.Message)
+	case "LP404":
+		return lapse.NotFoundf("%s", pe.Message)
+	}
+	return err
+}
+
+// begin begins the transaction, and sends the queued writes, unless there
+// is nothing to do.
+func (c *sharedConn) begin(ctx context.Context) error {
+	if c.begun && len(c.queued) == 0 {
+		return c.err
+	}
+	return c.send(ctx, nil, nil)
+}
+
+// ExecContext runs query in the transaction, in one round trip with BEGIN
+// and the queued writes if there are any.
+func (c *sharedConn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	var res sql.Result
+	err := c.send(ctx, func(b *pgx.Batch) { b.Queue(query, args...) }, func(br pgx.BatchResults) error {
+		tag, err := br.Exec()
+		res = driver.RowsAffected(tag.RowsAffected())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// QueryContext begins the transaction and sends the queued writes, if it
+// must, and runs query.
 func (c *sharedConn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if err := c.begin(ctx); err != nil {
 		return nil, err
@@ -192,9 +237,9 @@ func (c *sharedConn) QueryContext(ctx context.Context, query string, args ...any
 	return c.conn.QueryContext(ctx, query, args...)
 }
 
-// QueryRowContext begins the transaction if it has not begun, and runs
-// query in it. If the transaction cannot begin, the row's Scan fails (with
-// the context's cancellation; the transaction reports why).
+// QueryRowContext begins the transaction and sends the queued writes, if
+// it must, and runs query. If that fails, the row's Scan fails (with the
+// context's cancellation; the transaction reports why).
 func (c *sharedConn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	if err := c.begin(ctx); err != nil {
 		cctx, cancel := context.WithCancelCause(ctx)
@@ -258,56 +303,55 @@ type connRaw interface {
 	Raw(f func(driverConn any) error) error
 }
 
-// commitShared leaves the deferred audit records in audit_pending and
-// commits, both in one round trip.
+// commitShared sends the queued writes, leaves the deferred audit records
+// in audit_pending and commits, all in one round trip, with BEGIN if
+// nothing has begun the transaction.
 func (t *tx) commitShared(ctx context.Context) error {
+	c := t.conn
+	if c.err != nil {
+		return c.err
+	}
+	if !c.begun && len(c.queued) == 0 && len(t.pending) == 0 {
+		return nil // nothing was written
+	}
+	var args []any
 	if len(t.pending) > 0 {
-		if err := t.conn.begin(ctx); err != nil {
-			return fmt.Errorf("begin: %w", err)
+		var err error
+		if args, err = appendArgs(t.pending); err != nil {
+			return fmt.Errorf("append audit: %w", err)
 		}
 	}
-	return t.conn.Raw(func(dc any) error {
-		pc, ok := pgxConn(dc)
-		if !ok {
-			return errNotPgx
+	since := t.s.sealer.head.Load()
+	var ids []int64
+	err := c.send(ctx, func(b *pgx.Batch) {
+		if args != nil {
+			b.Queue(insertPendingSQL, args...)
 		}
-		if len(t.pending) == 0 {
-			if !t.conn.begun {
-				return nil // nothing was written
-			}
-			tag, err := pc.Exec(ctx, "commit")
-			if err != nil {
-				return fmt.Errorf("commit: %w", err)
-			}
-			if tag.String() != "COMMIT" {
-				return errors.New("commit: the transaction was rolled back")
-			}
-			return nil
-		}
-		args, err := appendArgs(t.pending)
-		if err != nil {
-			return fmt.Errorf("append audit: %w", err)
-		}
-		since := t.s.sealer.head.Load()
-		b := &pgx.Batch{}
-		b.Queue(insertPendingSQL, args...)
 		b.Queue("commit")
-		br := pc.SendBatch(ctx, b)
-		ids, ierr := scanPendingIDs(br, len(t.pending))
-		tag, cerr := br.Exec()
-		if err := errors.Join(br.Close(), ierr); err != nil {
-			return fmt.Errorf("append audit: %w", err)
+	}, func(br pgx.BatchResults) error {
+		if args != nil {
+			var err error
+			if ids, err = scanPendingIDs(br, len(t.pending)); err != nil {
+				return fmt.Errorf("append audit: %w", err)
+			}
 		}
-		if cerr != nil {
-			return fmt.Errorf("commit: %w", cerr)
+		tag, err := br.Exec()
+		if err != nil {
+			return fmt.Errorf("commit: %w", err)
 		}
 		if tag.String() != "COMMIT" {
 			return errors.New("commit: the transaction was rolled back")
 		}
-		t.unsealed, t.unsealedID, t.since = t.pending, ids, since
-		t.pending = nil
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	if args != nil {
+		t.unsealed, t.unsealedID, t.since = t.pending, ids, since
+		t.pending = nil
+	}
+	return nil
 }
 
 // flushShared writes the deferred audit records into the log without

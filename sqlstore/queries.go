@@ -46,7 +46,11 @@ const auditInsertChunk = 64
 type queries struct {
 	getRequest    string
 	insertRequest string
-	updateRequest string
+	// insertRequestChecked is insertRequest that the database checks
+	// itself (migration 00017), then its id again; only where the store
+	// queues writes.
+	insertRequestChecked string
+	updateRequest        string
 	// updateEnding is updateRequest that also deletes the request's sealed
 	// credentials (its first parameter is the id), where the dialect can.
 	updateEnding  string
@@ -102,7 +106,10 @@ func newQueries(d *dialect) *queries {
 		insertRequest: d.sql(`INSERT INTO requests (` + requestColumns + `)
 			VALUES (` + placeholders(32) + `) ON CONFLICT (id) DO NOTHING`),
 		updateRequest: d.sql(updateRequestSQL),
-		updateEnding:  updateEnding(d, updateRequestSQL),
+		insertRequestChecked: d.sql(`WITH created AS (INSERT INTO requests (` + requestColumns + `)
+			VALUES (` + placeholders(32) + `) ON CONFLICT (id) DO NOTHING RETURNING 1)
+			SELECT lapse_request_created(count(*), ?) FROM created`),
+		updateEnding: updateEnding(d, updateRequestSQL),
 		// Answered from the requests_active index alone.
 		activeGrant: d.sql(`SELECT id, expires_at FROM requests
 			WHERE user_name = ? AND resource = ? AND role = ? AND state = 'active' AND expires_at > ?

@@ -74,6 +74,14 @@ func (t *tx) CreateRequest(ctx context.Context, r *lapse.Request) error {
 	args = append(args, r.ID)
 	args = append(args, vals...)
 	args = append(args, int64(1))
+	if t.conn != nil {
+		// Sent with the next statement or the commit; a duplicate fails the
+		// transaction there.
+		t.conn.queue(t.q.insertRequestChecked, append(args, r.ID)...)
+		r.Version = 1
+		t.changes = append(t.changes, changeOf(r))
+		return nil
+	}
 	res, err := t.db.ExecContext(ctx, t.q.insertRequest, args...)
 	if err != nil {
 		return fmt.Errorf("create request %s: %w", r.ID, err)
