@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/lapse-access/lapse"
+	"github.com/lapse-access/lapse/lapsetest/pgtest"
 	"github.com/lapse-access/lapse/sqlstore"
 )
 
@@ -269,6 +272,67 @@ func endDue(t *testing.T, s *sqlstore.Store, id string) {
 		return tx.UpdateRequest(ctx, &r)
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPostgresDueLoweringNoDeadlock has two transactions lower the
+// announced due time and then touch each other's request: the first waits
+// for the second's row as it would without announcements, and nothing
+// deadlocks on the watermark's row.
+func TestPostgresDueLoweringNoDeadlock(t *testing.T) {
+	ctx := t.Context()
+	srv := pgtest.Shared(t)
+	dsn := srv.AdminDSNFor(srv.CreateDatabase(t))
+	s, err := sqlstore.OpenPostgres(ctx, dsn, sqlstore.PostgresOptions{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	createDue(t, s, "a", t0, 0)
+	createDue(t, s, "b", t0, 0)
+	if _, _, err := s.NextDue(ctx); err != nil { // the watermark is t0
+		t.Fatal(err)
+	}
+	w1, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w1.Close(context.Background())
+	w2, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close(context.Background())
+	early := t0.Add(-time.Hour).UnixNano()
+	for _, c := range []*pgx.Conn{w1, w2} {
+		if _, err := c.Exec(ctx, "begin"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w1.Exec(ctx, "UPDATE requests SET next_at = $1 WHERE id = 'a'", early); err != nil {
+		t.Fatal(err)
+	}
+	// Before, this waited for the first transaction's lock on the
+	// watermark's row while holding b's.
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := w2.Exec(wctx, "UPDATE requests SET next_at = $1 WHERE id = 'b'", early+1); err != nil {
+		t.Fatalf("second lowering: %v", err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := w1.Exec(ctx, "UPDATE requests SET next_at = $1 WHERE id = 'b'", early+2)
+		errc <- err
+	}()
+	if _, err := w2.Exec(ctx, "commit"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("first transaction, after the second committed: %v", err)
+	}
+	if _, err := w1.Exec(ctx, "commit"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -323,6 +323,7 @@ func (t *tx) commitShared(ctx context.Context) error {
 	}
 	since := t.s.sealer.head.Load()
 	var ids []int64
+	committed := false
 	err := c.send(ctx, func(b *pgx.Batch) {
 		if args != nil {
 			b.Queue(insertPendingSQL, args...)
@@ -342,9 +343,12 @@ func (t *tx) commitShared(ctx context.Context) error {
 		if tag.String() != "COMMIT" {
 			return errors.New("commit: the transaction was rolled back")
 		}
+		committed = true
 		return nil
 	})
-	if err != nil {
+	if err != nil && !committed {
+		// Once the database has said COMMIT, losing the connection after
+		// is not the transaction's failure.
 		return err
 	}
 	if args != nil {
@@ -367,7 +371,7 @@ func (t *tx) flushShared(ctx context.Context) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	since := t.s.sealer.head.Load()
-	var got map[int64]sealed
+	got := map[int64]sealed{}
 	var ids []int64
 	err = t.conn.Raw(func(dc any) error {
 		pc, ok := pgxConn(dc)
@@ -381,16 +385,23 @@ func (t *tx) flushShared(ctx context.Context) error {
 		if err := errors.Join(br.Close(), err); err != nil {
 			return err
 		}
-		got, err = scanSealed(pc.QueryRow(ctx, sealSQL, ids, since))
-		return err
+		for more := true; more; {
+			if more, err = scanSealed(pc.QueryRow(ctx, sealSQL, ids, since), got); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("append audit: %w", err)
+		// The records may be in the transaction: it cannot go on.
+		t.conn.err = fmt.Errorf("append audit: %w", err)
+		return t.conn.err
 	}
 	stored := place(t.pending, ids, got)
 	for _, ev := range stored {
 		if ev.Seq == 0 {
-			return fmt.Errorf("append audit: record %q of request %s was not sealed", ev.Type, ev.RequestID)
+			t.conn.err = fmt.Errorf("append audit: record %q of request %s was not sealed", ev.Type, ev.RequestID)
+			return t.conn.err
 		}
 	}
 	t.pending = nil

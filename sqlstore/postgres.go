@@ -78,7 +78,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*Store
 		return nil, errors.Join(fmt.Errorf("open store: %w", err), db.Close(), rdb.Close())
 	}
 	s.pgConfig = cfg
-	s.sealer = &sealer{s: s}
+	s.sealer = newSealer(s)
 	// Records a server committed and did not live to seal are sealed now.
 	if err := s.SealAudit(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("open store: %w", err), s.Close())
@@ -104,6 +104,10 @@ func stdlibConfig(dsn string) (*pgx.ConnConfig, error) {
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "lapse-store"
 	}
+	// The seals, the due-time watermark and the version checks rely on
+	// each statement seeing what committed before it, whatever the
+	// database's default.
+	cfg.RuntimeParams["default_transaction_isolation"] = "read committed"
 	return cfg, nil
 }
 

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -22,12 +23,19 @@ const insertPendingSQL = `INSERT INTO audit_pending (tail, time, type, actor, re
 	ORDER BY r.o
 	RETURNING id`
 
-// sealSQL seals every committed pending record into the log and returns
-// where the pending ids of $1 are in it (migration 00016).
-const sealSQL = `SELECT ids, seqs, prevs, hashes FROM lapse_audit_seal($1::bigint[], $2::bigint)`
+// sealSQL seals committed pending records, oldest first and at most a
+// batch of them, into the log and returns where the pending ids of $1 are
+// in it, and whether more wait (migration 00016).
+const sealSQL = `SELECT ids, seqs, prevs, hashes, more FROM lapse_audit_seal($1::bigint[], $2::bigint)`
 
-// sealTimeout bounds one seal, which serves every transaction waiting.
-const sealTimeout = 10 * time.Second
+// sealTimeout bounds one batch of a seal; a variable for tests.
+var sealTimeout = 10 * time.Second
+
+// Delays between seals that failed, while records may be waiting.
+const (
+	sealRetryMin = 100 * time.Millisecond
+	sealRetryMax = 5 * time.Second
+)
 
 // sealed is where a pending record went in the log.
 type sealed struct {
@@ -35,20 +43,33 @@ type sealed struct {
 	prev, hash string
 }
 
-// sealer runs seals of a shared store, one at a time in this process: a
-// transaction that has committed waits for a seal that begins after its
-// commit, which seals its records unless another server's seal did first.
-// Waiters arriving while a seal runs are served together by the next.
+// sealer runs the seals of a shared store, one at a time in this process,
+// in a goroutine of its own while anything waits: a transaction that has
+// committed waits for a seal that begins after its commit, which seals
+// its records unless another server's seal did first. Waiters arriving
+// while a seal runs are served together by the next. After a failed seal
+// it tries again, with backoff, until one succeeds or the store closes, so
+// that committed records do not wait for the next transaction to reach
+// the log.
 type sealer struct {
 	s *Store
 	// head is a sequence number at or before the head of the log: records
 	// committed after it was read are sealed after it.
 	head atomic.Int64
+	// ctx ends when the store closes.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	running bool
+	failed  bool
 	next    *sealRound
 	leaders sync.WaitGroup
+}
+
+func newSealer(s *Store) *sealer {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &sealer{s: s, ctx: ctx, cancel: cancel}
 }
 
 // sealRound is one seal and the pending ids waiting for it.
@@ -70,12 +91,8 @@ func (q *sealer) wait(ctx context.Context, ids []int64, since int64) (map[int64]
 	r := q.next
 	r.want = append(r.want, ids...)
 	r.since = min(r.since, since)
-	lead := !q.running
-	q.running = lead || q.running
+	q.startLocked()
 	q.mu.Unlock()
-	if lead {
-		q.lead(r)
-	}
 	select {
 	case <-r.done:
 		return r.got, r.err
@@ -84,86 +101,128 @@ func (q *sealer) wait(ctx context.Context, ids []int64, since int64) (map[int64]
 	}
 }
 
-// lead runs seals until own is done, and then hands the seals of those
-// still waiting to a goroutine of their own (see [sealer.close]).
-func (q *sealer) lead(own *sealRound) {
+// startLocked starts the goroutine that runs seals unless it runs.
+func (q *sealer) startLocked() {
+	if !q.running && q.ctx.Err() == nil {
+		q.running = true
+		q.leaders.Go(q.lead)
+	}
+}
+
+// lead runs seals while transactions wait or a seal has failed.
+func (q *sealer) lead() {
+	wait := sealRetryMin
 	for {
 		q.mu.Lock()
 		r := q.next
 		q.next = nil
-		if r == nil {
+		if q.ctx.Err() != nil || (r == nil && !q.failed) {
 			q.running = false
 			q.mu.Unlock()
+			if r != nil {
+				r.err = errors.New("seal audit records: the store is closed")
+				close(r.done)
+			}
 			return
 		}
 		q.mu.Unlock()
-		r.got, r.err = q.seal(context.Background(), r.want, r.since)
-		close(r.done)
-		if r != own {
-			continue
+		var err error
+		if r != nil {
+			func() {
+				defer close(r.done)
+				r.got, r.err = q.seal(q.ctx, r.want, r.since)
+				err = r.err
+			}()
+		} else {
+			_, err = q.seal(q.ctx, nil, 0)
 		}
 		q.mu.Lock()
-		if q.next == nil {
-			q.running = false
-		} else {
-			q.leaders.Go(func() { q.lead(nil) })
-		}
+		q.failed = err != nil
 		q.mu.Unlock()
-		return
+		if err == nil {
+			wait = sealRetryMin
+			continue
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-q.ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		wait = min(2*wait, sealRetryMax)
 	}
 }
 
-// close waits for the seals that no transaction leads any more.
-func (q *sealer) close() { q.leaders.Wait() }
+// close stops the seals and waits for the one running.
+func (q *sealer) close() {
+	q.cancel()
+	q.leaders.Wait()
+}
 
-// seal seals every committed pending record and returns where those of
-// want went.
+// seal seals every committed pending record, batch by batch, and returns
+// where those of want went.
 func (q *sealer) seal(ctx context.Context, want []int64, since int64) (map[int64]sealed, error) {
+	got := map[int64]sealed{}
+	for {
+		more, err := q.sealBatch(ctx, want, since, got)
+		if err != nil {
+			return nil, fmt.Errorf("seal audit records: %w", err)
+		}
+		if !more {
+			return got, nil
+		}
+	}
+}
+
+// sealBatch runs one batch of a seal, adding to got where records of want
+// went, and reports whether more records wait.
+func (q *sealer) sealBatch(ctx context.Context, want []int64, since int64, got map[int64]sealed) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, sealTimeout)
 	defer cancel()
 	conn, err := q.s.wdb.Conn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("seal audit records: %w", err)
+		return false, err
 	}
 	defer conn.Close()
-	var got map[int64]sealed
+	var more bool
 	err = conn.Raw(func(dc any) error {
 		pc, ok := pgxConn(dc)
 		if !ok {
 			return errNotPgx
 		}
 		var err error
-		got, err = scanSealed(pc.QueryRow(ctx, sealSQL, want, since))
+		more, err = scanSealed(pc.QueryRow(ctx, sealSQL, want, since), got)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("seal audit records: %w", err)
+		return false, err
 	}
 	for _, at := range got {
 		if at.seq > q.head.Load() {
-			q.head.Store(at.seq) // one leader at a time: no lost update
+			q.head.Store(at.seq) // one seal at a time: no lost update
 		}
 	}
-	return got, nil
+	return more, nil
 }
 
-// scanSealed reads what sealSQL returns.
-func scanSealed(row pgx.Row) (map[int64]sealed, error) {
+// scanSealed reads what sealSQL returns into got, and whether more
+// records wait.
+func scanSealed(row pgx.Row, got map[int64]sealed) (bool, error) {
 	var (
 		ids, seqs     []int64
 		prevs, hashes []string
+		more          bool
 	)
-	if err := row.Scan(&ids, &seqs, &prevs, &hashes); err != nil {
-		return nil, err
+	if err := row.Scan(&ids, &seqs, &prevs, &hashes, &more); err != nil {
+		return false, err
 	}
 	if len(seqs) != len(ids) || len(prevs) != len(ids) || len(hashes) != len(ids) {
-		return nil, fmt.Errorf("seal returned %d ids, %d sequence numbers, %d previous hashes and %d hashes", len(ids), len(seqs), len(prevs), len(hashes))
+		return false, fmt.Errorf("seal returned %d ids, %d sequence numbers, %d previous hashes and %d hashes", len(ids), len(seqs), len(prevs), len(hashes))
 	}
-	got := make(map[int64]sealed, len(ids))
 	for i, id := range ids {
 		got[id] = sealed{seq: seqs[i], prev: prevs[i], hash: hashes[i]}
 	}
-	return got, nil
+	return more, nil
 }
 
 // place gives evs, whose pending ids are ids, their places in the log as

@@ -2,6 +2,9 @@ package sqlstore
 
 import (
 	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,5 +103,153 @@ func TestPostgresSealOrphans(t *testing.T) {
 	}
 	if got, err := s.sealer.seal(ctx, ids, 4); err != nil || len(got) != 0 {
 		t.Errorf("records sealed before since were found: %v, %v", got, err)
+	}
+}
+
+// TestPostgresSealRetried holds the audit tree's lock past a seal's
+// timeout, so that the seal after a commit fails: the transaction has
+// committed and says so, and its record reaches the log once the lock is
+// free, without another transaction.
+func TestPostgresSealRetried(t *testing.T) {
+	old := sealTimeout
+	sealTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { sealTimeout = old })
+	ctx := t.Context()
+	srv := pgtest.Shared(t)
+	s, err := OpenPostgres(ctx, srv.AdminDSNFor(srv.CreateDatabase(t)), PostgresOptions{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	locker, err := s.rdb.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := locker.ExecContext(ctx, "SELECT 1 FROM audit_tree WHERE id = 1 FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := lapse.Request{ID: "r1", User: "alice", Resource: "db", Role: "read", State: lapse.StatePending, CreatedAt: t0}
+	var stored []lapse.AuditEvent
+	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		if err := tx.CreateRequest(ctx, &r); err != nil {
+			return err
+		}
+		tx.AfterCommit(func(evs []lapse.AuditEvent) { stored = evs })
+		return tx.AppendAudit(ctx, lapse.NewAuditEvent(lapse.EvRequested, "alice", "", r, nil, t0))
+	})
+	if err != nil {
+		t.Fatalf("Tx after a failed seal: %v, want nil: it committed", err)
+	}
+	if len(stored) != 1 || stored[0].Seq != 0 {
+		t.Fatalf("AfterCommit got %+v, want one record not yet sealed", stored)
+	}
+	if _, err := s.GetRequest(ctx, "r1"); err != nil {
+		t.Fatalf("the committed request: %v", err)
+	}
+	if err := locker.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		evs, err := s.ListAudit(ctx, lapse.AuditFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 1 {
+			if evs[0].Type != lapse.EvRequested || evs[0].Seq != 1 {
+				t.Errorf("sealed %+v, want the request's record as record 1", evs[0])
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the record of a committed transaction did not reach the log after its seal failed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPostgresSealUnderRepeatableRead runs transactions of three stores
+// at once on a database whose default isolation is repeatable read: the
+// store's own transactions and seals still see what committed before each
+// statement, and every record is sealed when its Tx returns.
+func TestPostgresSealUnderRepeatableRead(t *testing.T) {
+	ctx := t.Context()
+	srv := pgtest.Shared(t)
+	name := srv.CreateDatabase(t)
+	admin := srv.Admin(t, name)
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+name+" SET default_transaction_isolation = 'repeatable read'"); err != nil {
+		t.Fatal(err)
+	}
+	var stores []*Store
+	for range 3 {
+		s, err := OpenPostgres(ctx, srv.AdminDSNFor(name), PostgresOptions{MaxConns: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stores = append(stores, s)
+	}
+	t0 := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	var unsealed atomic.Int64
+	for i := range 24 {
+		s := stores[i%3]
+		wg.Go(func() {
+			for j := range 10 {
+				r := lapse.Request{ID: fmt.Sprintf("r%d-%d", i, j), User: "alice", Resource: "db", Role: "read", State: lapse.StatePending, CreatedAt: t0}
+				err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+					if err := tx.CreateRequest(ctx, &r); err != nil {
+						return err
+					}
+					tx.AfterCommit(func(evs []lapse.AuditEvent) {
+						if evs[0].Seq == 0 {
+							unsealed.Add(1)
+						}
+					})
+					return tx.AppendAudit(ctx, lapse.NewAuditEvent(lapse.EvRequested, "alice", "", r, nil, t0))
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := unsealed.Load(); n > 0 {
+		t.Errorf("%d of 240 transactions returned before their records were sealed", n)
+	}
+	var v lapse.ChainVerifier
+	if err := stores[0].ScanAudit(ctx, v.Add); err != nil || v.Count != 240 {
+		t.Errorf("log: %d records, %v; want 240 in one chain", v.Count, err)
+	}
+}
+
+// TestPostgresMigrationDownSealsPending migrates down past the pending
+// table with a record in it: the record goes into the log first.
+func TestPostgresMigrationDownSealsPending(t *testing.T) {
+	ctx := t.Context()
+	srv := pgtest.Shared(t)
+	s, err := OpenPostgres(ctx, srv.AdminDSNFor(srv.CreateDatabase(t)), PostgresOptions{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := lapse.Request{ID: "r1", User: "alice", Resource: "db", Role: "read", State: lapse.StatePending, CreatedAt: t0}
+	args, err := appendArgs([]lapse.AuditEvent{lapse.NewAuditEvent(lapse.EvRequested, "alice", "", r, nil, t0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.wdb.ExecContext(ctx, insertPendingSQL, args...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provider(t, s.wdb).DownTo(ctx, 15); err != nil {
+		t.Fatalf("down to 15: %v", err)
+	}
+	var n int
+	if err := s.wdb.QueryRowContext(ctx, "SELECT count(*) FROM audit").Scan(&n); err != nil || n != 1 {
+		t.Errorf("after migrating down the log holds %d records (%v), want 1", n, err)
 	}
 }

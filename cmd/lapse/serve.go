@@ -393,7 +393,7 @@ func openApp(ctx context.Context, cfg *config.Config, opts storageOptions, logge
 		Broker:       b, Auth: ids, Identity: ids, Tokens: tokenVerifier{tokens},
 		Logger: logger.With("system", "http"), ParseDuration: config.ParseDuration,
 		Ready: func(ctx context.Context) error {
-			if _, _, err := store.NextDue(ctx); err != nil {
+			if err := store.Ping(ctx); err != nil {
 				return err
 			}
 			if st.listener != nil {

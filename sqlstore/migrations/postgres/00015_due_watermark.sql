@@ -16,7 +16,10 @@
 -- the transactions that decided against announcing (they hold it shared
 -- until they end), so its answer includes their due times. A transaction
 -- that cannot take the shared lock at once, because a server is asking,
--- announces its time instead of waiting.
+-- announces its time instead of waiting. The watermark's row is lowered
+-- under a second advisory lock taken without waiting, so that writers
+-- never queue (or deadlock) on it: one that cannot take it announces and
+-- leaves the row as it is, which only means more announcements.
 
 -- +goose Up
 CREATE TABLE due_watermark (
@@ -35,7 +38,11 @@ BEGIN
         IF w IS NOT NULL AND NEW.next_at >= w THEN
             RETURN NULL;
         END IF;
-        UPDATE due_watermark SET at = NEW.next_at WHERE id = 1 AND (at IS NULL OR at > NEW.next_at);
+        -- Lowered by one transaction at a time, without waiting: a second
+        -- one announces and leaves the row to the first.
+        IF pg_try_advisory_xact_lock(7483921651) THEN
+            UPDATE due_watermark SET at = NEW.next_at WHERE id = 1 AND (at IS NULL OR at > NEW.next_at);
+        END IF;
     END IF;
     PERFORM pg_notify('lapse_due', NEW.next_at::text);
     RETURN NULL;

@@ -20,7 +20,13 @@
 -- are sealed (now or before, with sequence numbers after since), their
 -- ids, sequence numbers, previous hashes and hashes, in log order.
 --
--- lapse_audit_append (00014) is no longer called.
+-- A seal takes at most 10,000 records and says whether it took that many
+-- (more): the caller seals again, so that a backlog is sealed in bounded
+-- steps.
+--
+-- lapse_audit_append (00014) is what servers of the version before call;
+-- it now seals what is pending before it appends, so that while servers
+-- are upgraded one by one the log keeps the order of commits.
 
 -- +goose Up
 ALTER TABLE audit ADD COLUMN pending_id BIGINT;
@@ -42,7 +48,7 @@ CREATE TABLE audit_pending (
 
 -- +goose StatementBegin
 CREATE FUNCTION lapse_audit_seal(want bigint[], since bigint,
-    OUT ids bigint[], OUT seqs bigint[], OUT prevs text[], OUT hashes text[])
+    OUT ids bigint[], OUT seqs bigint[], OUT prevs text[], OUT hashes text[], OUT more boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
     sz     bigint;
@@ -70,7 +76,8 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'audit seal: the audit tree has no row';
     END IF;
-    WITH d AS (DELETE FROM audit_pending RETURNING *)
+    WITH d AS (DELETE FROM audit_pending
+               WHERE id IN (SELECT p.id FROM audit_pending p ORDER BY p.id LIMIT 10000) RETURNING *)
     SELECT array_agg(d.id ORDER BY d.id), array_agg(d.tail ORDER BY d.id), array_agg(d.time ORDER BY d.id),
            array_agg(d.type ORDER BY d.id), array_agg(d.actor ORDER BY d.id), array_agg(d.request_id ORDER BY d.id),
            array_agg(d.user_name ORDER BY d.id), array_agg(d.resource ORDER BY d.id), array_agg(d.role ORDER BY d.id),
@@ -78,6 +85,7 @@ BEGIN
     INTO p_ids, tails, times, types, actors, reqs, users, ress, roles, froms, tos, datas
     FROM d;
     n := coalesce(array_length(p_ids, 1), 0);
+    more := n >= 10000;
     IF n > 0 THEN
         first := sz + 1;
         hs := array_fill(NULL::text, ARRAY[n + 1]);
@@ -123,7 +131,39 @@ END;
 $$;
 -- +goose StatementEnd
 
+ALTER FUNCTION lapse_audit_append(bytea[], bigint[], text[], text[], text[], text[], text[], text[], text[], text[], bytea[])
+    RENAME TO lapse_audit_append_chain;
+
+-- +goose StatementBegin
+CREATE FUNCTION lapse_audit_append(
+    tails bytea[], times bigint[], types text[], actors text[], request_ids text[],
+    users text[], resources text[], roles text[], froms text[], tos text[], datas bytea[],
+    OUT first_seq bigint, OUT prev_hash text, OUT hashes text[])
+LANGUAGE plpgsql AS $$
+BEGIN
+    WHILE EXISTS (SELECT 1 FROM audit_pending) LOOP
+        PERFORM lapse_audit_seal(NULL, 0);
+    END LOOP;
+    SELECT a.first_seq, a.prev_hash, a.hashes INTO first_seq, prev_hash, hashes
+    FROM lapse_audit_append_chain(tails, times, types, actors, request_ids, users, resources, roles, froms, tos, datas) a;
+END;
+$$;
+-- +goose StatementEnd
+
 -- +goose Down
+-- Records still pending go into the log first.
+-- +goose StatementBegin
+DO $$
+BEGIN
+    WHILE EXISTS (SELECT 1 FROM audit_pending) LOOP
+        PERFORM lapse_audit_seal(NULL, 0);
+    END LOOP;
+END;
+$$;
+-- +goose StatementEnd
+DROP FUNCTION lapse_audit_append(bytea[], bigint[], text[], text[], text[], text[], text[], text[], text[], text[], bytea[]);
+ALTER FUNCTION lapse_audit_append_chain(bytea[], bigint[], text[], text[], text[], text[], text[], text[], text[], text[], bytea[])
+    RENAME TO lapse_audit_append;
 DROP FUNCTION lapse_audit_seal(bigint[], bigint);
 DROP TABLE audit_pending;
 ALTER TABLE audit DROP COLUMN pending_id;
