@@ -72,53 +72,58 @@ DECLARE
     datas  bytea[];
     hs     text[];
 BEGIN
-    SELECT t.size, t.head_hash, t.hashes INTO sz, head, rng FROM audit_tree t WHERE t.id = 1 FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'audit seal: the audit tree has no row';
-    END IF;
-    WITH d AS (DELETE FROM audit_pending
-               WHERE id IN (SELECT p.id FROM audit_pending p ORDER BY p.id LIMIT 10000) RETURNING *)
-    SELECT array_agg(d.id ORDER BY d.id), array_agg(d.tail ORDER BY d.id), array_agg(d.time ORDER BY d.id),
-           array_agg(d.type ORDER BY d.id), array_agg(d.actor ORDER BY d.id), array_agg(d.request_id ORDER BY d.id),
-           array_agg(d.user_name ORDER BY d.id), array_agg(d.resource ORDER BY d.id), array_agg(d.role ORDER BY d.id),
-           array_agg(d.from_state ORDER BY d.id), array_agg(d.to_state ORDER BY d.id), array_agg(d.data ORDER BY d.id)
-    INTO p_ids, tails, times, types, actors, reqs, users, ress, roles, froms, tos, datas
-    FROM d;
-    n := coalesce(array_length(p_ids, 1), 0);
-    more := n >= 10000;
-    IF n > 0 THEN
-        first := sz + 1;
-        hs := array_fill(NULL::text, ARRAY[n + 1]);
-        hs[1] := head;
-        FOR i IN 1 .. n LOOP
-            head := encode(sha256('\x00000000000000080000000000000008'::bytea
-                || int8send(octet_length(head)::bigint) || convert_to(head, 'UTF8') || tails[i]), 'hex');
-            hs[i + 1] := head;
-            -- RFC 6962: the leaf hash, merged with the subtrees it completes.
-            leaf := sha256('\x00'::bytea || decode(head, 'hex'));
-            bits := sz;
-            WHILE bits & 1 = 1 LOOP
-                leaf := sha256('\x01'::bytea || substr(rng, octet_length(rng) - 31, 32) || leaf);
-                rng := substr(rng, 1, octet_length(rng) - 32);
-                bits := bits >> 1;
+    more := false;
+    -- Records asked for that another seal took are only looked up: no
+    -- need to wait for the tree's lock.
+    IF coalesce(array_length(want, 1), 0) = 0 OR EXISTS (SELECT 1 FROM audit_pending p WHERE p.id = ANY(want)) THEN
+        SELECT t.size, t.head_hash, t.hashes INTO sz, head, rng FROM audit_tree t WHERE t.id = 1 FOR UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'audit seal: the audit tree has no row';
+        END IF;
+        WITH d AS (DELETE FROM audit_pending
+                   WHERE id IN (SELECT p.id FROM audit_pending p ORDER BY p.id LIMIT 10000) RETURNING *)
+        SELECT array_agg(d.id ORDER BY d.id), array_agg(d.tail ORDER BY d.id), array_agg(d.time ORDER BY d.id),
+               array_agg(d.type ORDER BY d.id), array_agg(d.actor ORDER BY d.id), array_agg(d.request_id ORDER BY d.id),
+               array_agg(d.user_name ORDER BY d.id), array_agg(d.resource ORDER BY d.id), array_agg(d.role ORDER BY d.id),
+               array_agg(d.from_state ORDER BY d.id), array_agg(d.to_state ORDER BY d.id), array_agg(d.data ORDER BY d.id)
+        INTO p_ids, tails, times, types, actors, reqs, users, ress, roles, froms, tos, datas
+        FROM d;
+        n := coalesce(array_length(p_ids, 1), 0);
+        more := n >= 10000;
+        IF n > 0 THEN
+            first := sz + 1;
+            hs := array_fill(NULL::text, ARRAY[n + 1]);
+            hs[1] := head;
+            FOR i IN 1 .. n LOOP
+                head := encode(sha256('\x00000000000000080000000000000008'::bytea
+                    || int8send(octet_length(head)::bigint) || convert_to(head, 'UTF8') || tails[i]), 'hex');
+                hs[i + 1] := head;
+                -- RFC 6962: the leaf hash, merged with the subtrees it completes.
+                leaf := sha256('\x00'::bytea || decode(head, 'hex'));
+                bits := sz;
+                WHILE bits & 1 = 1 LOOP
+                    leaf := sha256('\x01'::bytea || substr(rng, octet_length(rng) - 31, 32) || leaf);
+                    rng := substr(rng, 1, octet_length(rng) - 32);
+                    bits := bits >> 1;
+                END LOOP;
+                rng := rng || leaf;
+                sz := sz + 1;
             END LOOP;
-            rng := rng || leaf;
-            sz := sz + 1;
-        END LOOP;
-        INSERT INTO audit (seq, time, type, actor, request_id, user_name, resource, role,
-                           from_state, to_state, data, prev_hash, hash, pending_id)
-        SELECT first + r.o - 1, r.time, r.type, r.actor, r.request_id, r.user_name, r.resource, r.role,
-               r.from_state, r.to_state, r.data, hs[r.o], hs[r.o + 1], r.pid
-        FROM unnest(times, types, actors, reqs, users, ress, roles, froms, tos, datas, p_ids)
-             WITH ORDINALITY AS r(time, type, actor, request_id, user_name, resource, role, from_state, to_state, data, pid, o);
-        UPDATE audit_tree SET size = sz, head_hash = head, hashes = rng WHERE id = 1;
-        IF want <@ p_ids THEN
-            -- Every record asked for was sealed now: no need to look.
-            SELECT array_agg(p.id ORDER BY p.o), array_agg(first + p.o - 1 ORDER BY p.o),
-                   array_agg(hs[p.o] ORDER BY p.o), array_agg(hs[p.o + 1] ORDER BY p.o)
-            INTO ids, seqs, prevs, hashes
-            FROM unnest(p_ids) WITH ORDINALITY AS p(id, o) WHERE p.id = ANY(want);
-            RETURN;
+            INSERT INTO audit (seq, time, type, actor, request_id, user_name, resource, role,
+                               from_state, to_state, data, prev_hash, hash, pending_id)
+            SELECT first + r.o - 1, r.time, r.type, r.actor, r.request_id, r.user_name, r.resource, r.role,
+                   r.from_state, r.to_state, r.data, hs[r.o], hs[r.o + 1], r.pid
+            FROM unnest(times, types, actors, reqs, users, ress, roles, froms, tos, datas, p_ids)
+                 WITH ORDINALITY AS r(time, type, actor, request_id, user_name, resource, role, from_state, to_state, data, pid, o);
+            UPDATE audit_tree SET size = sz, head_hash = head, hashes = rng WHERE id = 1;
+            IF want <@ p_ids THEN
+                -- Every record asked for was sealed now: no need to look.
+                SELECT array_agg(p.id ORDER BY p.o), array_agg(first + p.o - 1 ORDER BY p.o),
+                       array_agg(hs[p.o] ORDER BY p.o), array_agg(hs[p.o + 1] ORDER BY p.o)
+                INTO ids, seqs, prevs, hashes
+                FROM unnest(p_ids) WITH ORDINALITY AS p(id, o) WHERE p.id = ANY(want);
+                RETURN;
+            END IF;
         END IF;
     END IF;
     IF coalesce(array_length(want, 1), 0) > 0 THEN
