@@ -22,50 +22,52 @@ import (
 
 // BenchmarkReplicasSubmit measures auto-approved requests (request, claim,
 // provision, activation: two transactions with their audit records) per
-// second, from 32 clients spread over 1 and over 3 replicas on one local
-// PostgreSQL, and, as the baseline of the same run, from 32 clients of one
-// server on the embedded SQLite store. Each run submits for 5 s after a
-// warm-up of 1 s.
+// second, from 32 and from 128 clients spread over 1 and over 3 replicas on
+// one local PostgreSQL, and, as the baseline of the same run, from as many
+// clients of one server on the embedded SQLite store. Each run submits for
+// 5 s after a warm-up of 1 s.
 func BenchmarkReplicasSubmit(b *testing.B) {
 	pg := pgtest.Start(b)
-	b.Run("sqlite", func(b *testing.B) {
-		for b.Loop() {
-			st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "lapse.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			c := newCluster(b, "", 0, replicaLease)
-			r := &replica{owner: "local", store: st}
-			target := func(string, string) (lapse.Connector, any, error) { return c.conn, nil, nil }
-			r.sched = &expiry.Scheduler{Store: st, Target: target, Sealer: c.box, Owner: r.owner, Logger: c.quiet}
-			r.broker = &broker.Broker{Store: st, Catalog: c.catalog, Decider: c.decider, Executor: r.sched,
-				Target: target, Sealer: c.box, Owner: r.owner, Logger: c.quiet}
-			c.replicas = []*replica{r}
-			c.start(b)
-			b.ReportMetric(submitRate(b, c), "req/s")
-			c.stop()
-			st.Close()
-		}
-	})
-	for _, n := range []int{1, 3} {
-		b.Run(fmt.Sprintf("replicas=%d", n), func(b *testing.B) {
+	for _, clients := range []int{32, 128} {
+		b.Run(fmt.Sprintf("sqlite/clients=%d", clients), func(b *testing.B) {
 			for b.Loop() {
-				c := newCluster(b, pg.AdminDSNFor(pg.CreateDatabase(b)), n, replicaLease)
+				st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "lapse.db"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				c := newCluster(b, "", 0, replicaLease)
+				r := &replica{owner: "local", store: st}
+				target := func(string, string) (lapse.Connector, any, error) { return c.conn, nil, nil }
+				r.sched = &expiry.Scheduler{Store: st, Target: target, Sealer: c.box, Owner: r.owner, Logger: c.quiet}
+				r.broker = &broker.Broker{Store: st, Catalog: c.catalog, Decider: c.decider, Executor: r.sched,
+					Target: target, Sealer: c.box, Owner: r.owner, Logger: c.quiet}
+				c.replicas = []*replica{r}
 				c.start(b)
-				b.ReportMetric(submitRate(b, c), "req/s")
+				b.ReportMetric(submitRate(b, c, clients), "req/s")
 				c.stop()
+				st.Close()
 			}
 		})
+		for _, n := range []int{1, 3} {
+			b.Run(fmt.Sprintf("replicas=%d/clients=%d", n, clients), func(b *testing.B) {
+				for b.Loop() {
+					c := newCluster(b, pg.AdminDSNFor(pg.CreateDatabase(b)), n, replicaLease)
+					c.start(b)
+					b.ReportMetric(submitRate(b, c, clients), "req/s")
+					c.stop()
+				}
+			})
+		}
 	}
 }
 
-// submitRate submits auto-approved requests from 32 clients spread over the
+// submitRate submits auto-approved requests from clients spread over the
 // cluster's replicas and returns how many per second became active.
-func submitRate(b *testing.B, c *cluster) float64 {
+func submitRate(b *testing.B, c *cluster, clients int) float64 {
 	var done atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for w := range 32 {
+	for w := range clients {
 		r := c.replicas[w%len(c.replicas)]
 		wg.Go(func() {
 			p := lapse.Principal{Name: fmt.Sprintf("user%d", w), Groups: []string{"eng"}}
