@@ -96,6 +96,14 @@ type Tx interface {
 	// [ErrConflict]. When r is revoking or in a terminal state, sealed
 	// credentials waiting for it are deleted in the same transaction.
 	UpdateRequest(ctx context.Context, r *Request) error
+	// UpdateRequestOrAbort is UpdateRequest for a caller that gives up the
+	// transaction on a conflict: the store may send the write, and check
+	// the version, with the transaction's next statement or its commit
+	// instead of at this call. A changed version (or a missing request)
+	// then fails that statement or the commit, and so the transaction,
+	// with an error matching [ErrConflict] (or [ErrNotFound]). r.Version
+	// is incremented at once.
+	UpdateRequestOrAbort(ctx context.Context, r *Request) error
 	// DueRequests returns up to limit requests whose NextAt is at or before
 	// now, earliest first, locked for this transaction where the store
 	// supports it (other transactions skip them).

@@ -800,6 +800,24 @@ func (s *Scheduler) commitRetrying(ctx context.Context, rs []result) ([]lapse.Re
 // under the claim are skipped (and their provisioning undone). It returns
 // the stored values, in order; a skipped result's is the zero Request.
 func (s *Scheduler) commit(ctx context.Context, rs []result) ([]lapse.Request, error) {
+	return s.commitWith(ctx, rs, false)
+}
+
+// commitOne commits one result, first optimistically: the store may check
+// the request's version only at the commit (one round trip less on a
+// shared store), which fails the whole transaction on a conflict; then,
+// after a conflict, as commit does.
+func (s *Scheduler) commitOne(ctx context.Context, res result) ([]lapse.Request, error) {
+	stored, err := s.commitWith(ctx, []result{res}, true)
+	if errors.Is(err, lapse.ErrConflict) {
+		return s.commitWith(ctx, []result{res}, false)
+	}
+	return stored, err
+}
+
+// commitWith is commit; with orAbort a changed request fails the
+// transaction instead of being skipped.
+func (s *Scheduler) commitWith(ctx context.Context, rs []result, orAbort bool) ([]lapse.Request, error) {
 	stored := make([]lapse.Request, len(rs))
 	var changed []result
 	err := s.Store.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
@@ -823,8 +841,12 @@ func (s *Scheduler) commit(ctx context.Context, rs []result) ([]lapse.Request, e
 				}
 				next.CredentialsWaiting = true
 			}
-			if err := tx.UpdateRequest(ctx, &next); err != nil {
-				if errors.Is(err, lapse.ErrConflict) {
+			update := tx.UpdateRequest
+			if orAbort {
+				update = tx.UpdateRequestOrAbort
+			}
+			if err := update(ctx, &next); err != nil {
+				if errors.Is(err, lapse.ErrConflict) && !orAbort {
 					changed = append(changed, res)
 					continue
 				}
@@ -882,7 +904,7 @@ func (s *Scheduler) Execute(ctx context.Context, r lapse.Request, deliver bool) 
 	if deliver {
 		res.creds = nil
 	}
-	stored, err := s.commit(ctx, []result{res})
+	stored, err := s.commitOne(ctx, res)
 	if err != nil {
 		return lapse.Request{}, nil, err
 	}

@@ -422,3 +422,35 @@ func TestProvisionFailsAtOnceWhenTheTargetIsGone(t *testing.T) {
 		t.Fatalf("state %s, last error %q; want failed at once", r.State, r.LastError)
 	}
 }
+
+// TestChangedWhileProvisioningIsUndone ends a request while its inline
+// provisioning runs: the outcome is not recorded over the change, the
+// access provisioned is revoked, and the submit answers with the request
+// as it now is.
+func TestChangedWhileProvisioningIsUndone(t *testing.T) {
+	e := newEnv(t)
+	e.run()
+	e.conn.OnProvision = func(g lapse.Grant) {
+		err := e.store.Tx(context.Background(), func(ctx context.Context, tx lapse.Tx) error {
+			r, err := tx.GetRequest(ctx, g.ID)
+			if err != nil {
+				return err
+			}
+			r.State, r.EndedAt, r.EndReason, r.NextAt, r.Owner = lapse.StateEnded, e.clock.Now(), "cancelled", time.Time{}, ""
+			return tx.UpdateRequest(ctx, &r)
+		})
+		if err != nil {
+			t.Errorf("end the request while it is provisioned: %v", err)
+		}
+	}
+	r := e.submit("read", time.Hour, time.Time{})
+	if r.State != lapse.StateEnded || r.EndReason != "cancelled" {
+		t.Errorf("submit answered %s (%q), want the request ended while provisioning", r.State, r.EndReason)
+	}
+	if got := e.get(r.ID); got.State != lapse.StateEnded || got.EndReason != "cancelled" {
+		t.Errorf("stored %s (%q), want ended as cancelled", got.State, got.EndReason)
+	}
+	if e.conn.IsLive(r.ID) || e.conn.Revocations(r.ID) != 1 {
+		t.Errorf("provisioned access live %v after %d revocations, want revoked once", e.conn.IsLive(r.ID), e.conn.Revocations(r.ID))
+	}
+}

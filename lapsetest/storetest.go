@@ -33,6 +33,7 @@ func TestStore(t *testing.T, open func(t *testing.T) lapse.Store) {
 		{"CreateGet", testCreateGet},
 		{"CreateDuplicate", testCreateDuplicate},
 		{"Update", testUpdate},
+		{"UpdateOrAbort", testUpdateOrAbort},
 		{"Rollback", testRollback},
 		{"Panic", testPanic},
 		{"AfterCommit", testAfterCommit},
@@ -304,6 +305,69 @@ func testUpdate(t *testing.T, s lapse.Store) {
 	missing.Version = 1
 	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.UpdateRequest(ctx, &missing) })
 	wantErr(t, "UpdateRequest of a missing request", err, lapse.ErrNotFound)
+}
+
+// testUpdateOrAbort checks UpdateRequestOrAbort: it stores like
+// UpdateRequest, deletes the credentials of an ending grant, and fails the
+// whole transaction on a stale version or a missing request, whether the
+// store checks at the call or later.
+func testUpdateOrAbort(t *testing.T, s lapse.Store) {
+	ctx := t.Context()
+	r := newRequest("r1", "alice", "db", "read")
+	create(t, s, &r)
+	stale := r
+
+	r = active(r, t0.Add(time.Hour))
+	err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		if err := tx.UpdateRequestOrAbort(ctx, &r); err != nil {
+			return err
+		}
+		return tx.PutSecret(ctx, r.ID, []byte("sealed"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Version != 2 {
+		t.Errorf("Version after update = %d, want 2", r.Version)
+	}
+	if diff := cmp.Diff(r, get(t, s, "r1"), cmpOpts...); diff != "" {
+		t.Errorf("after update (-want +got):\n%s", diff)
+	}
+
+	other := newRequest("r2", "alice", "db", "read")
+	create(t, s, &other)
+	other.Note = "kept only if the transaction commits"
+	stale.Note = "stale"
+	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		if err := tx.UpdateRequestOrAbort(ctx, &stale); err != nil {
+			return err
+		}
+		return tx.UpdateRequest(ctx, &other)
+	})
+	wantErr(t, "UpdateRequestOrAbort with a stale version", err, lapse.ErrConflict)
+	if diff := cmp.Diff(r, get(t, s, "r1"), cmpOpts...); diff != "" {
+		t.Errorf("stale update changed the request (-want +got):\n%s", diff)
+	}
+	if got := get(t, s, "r2"); got.Note != "" {
+		t.Errorf("a transaction failed by a stale version kept another update: note %q", got.Note)
+	}
+
+	missing := newRequest("nope", "alice", "db", "read")
+	missing.Version = 1
+	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.UpdateRequestOrAbort(ctx, &missing) })
+	wantErr(t, "UpdateRequestOrAbort of a missing request", err, lapse.ErrNotFound)
+
+	// Ending: the sealed credentials go in the same transaction.
+	r.State, r.EndedAt = lapse.StateRevoking, t0.Add(time.Minute)
+	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.UpdateRequestOrAbort(ctx, &r) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		_, err := tx.TakeSecret(ctx, r.ID)
+		return err
+	})
+	wantErr(t, "TakeSecret of a revoking grant", err, lapse.ErrNotFound)
 }
 
 func testRollback(t *testing.T, s lapse.Store) {

@@ -50,6 +50,11 @@ type queries struct {
 	// itself (migration 00017), then its id again; only where the store
 	// queues writes.
 	insertRequestChecked string
+	// updateRequestChecked and updateEndingChecked are updateRequest and
+	// updateEnding that the database checks itself, then the id and the
+	// version again; only where the store queues writes.
+	updateRequestChecked string
+	updateEndingChecked  string
 	updateRequest        string
 	// updateEnding is updateRequest that also deletes the request's sealed
 	// credentials (its first parameter is the id), where the dialect can.
@@ -109,6 +114,11 @@ func newQueries(d *dialect) *queries {
 		insertRequestChecked: d.sql(`WITH created AS (INSERT INTO requests (` + requestColumns + `)
 			VALUES (` + placeholders(32) + `) ON CONFLICT (id) DO NOTHING RETURNING 1)
 			SELECT lapse_request_created(count(*), ?) FROM created`),
+		updateRequestChecked: d.sql(`WITH updated AS (` + updateRequestSQL + ` RETURNING 1)
+			SELECT lapse_request_updated(count(*), ?, ?) FROM updated`),
+		updateEndingChecked: d.sql(`WITH gone AS (DELETE FROM secrets WHERE request_id = ?),
+			updated AS (` + updateRequestSQL + ` RETURNING 1)
+			SELECT lapse_request_updated(count(*), ?, ?) FROM updated`),
 		updateEnding: updateEnding(d, updateRequestSQL),
 		// Answered from the requests_active index alone.
 		activeGrant: d.sql(`SELECT id, expires_at FROM requests

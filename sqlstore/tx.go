@@ -139,6 +139,30 @@ func (t *tx) UpdateRequest(ctx context.Context, r *lapse.Request) error {
 	return nil
 }
 
+// UpdateRequestOrAbort is UpdateRequest whose write and version check a
+// shared store sends with the transaction's next statement or its commit,
+// where a conflict fails the transaction.
+func (t *tx) UpdateRequestOrAbort(ctx context.Context, r *lapse.Request) error {
+	if t.conn == nil {
+		return t.UpdateRequest(ctx, r)
+	}
+	vals, err := mutableValues(r)
+	if err != nil {
+		return fmt.Errorf("update request: %w", err)
+	}
+	ending := r.State == lapse.StateRevoking || r.State.Terminal()
+	query := t.q.updateRequestChecked
+	args := append(vals, r.ID, r.Version)
+	if ending {
+		query = t.q.updateEndingChecked
+		args = append([]any{r.ID}, args...)
+	}
+	t.conn.queue(query, append(args, r.ID, r.Version)...)
+	r.Version++
+	t.changes = append(t.changes, changeOf(r))
+	return nil
+}
+
 // DueRequests returns up to limit requests whose NextAt is at or before
 // now, earliest first. A limit of zero or less means 500.
 func (t *tx) DueRequests(ctx context.Context, now time.Time, limit int) ([]lapse.Request, error) {
