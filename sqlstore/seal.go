@@ -63,8 +63,10 @@ type sealer struct {
 	mu      sync.Mutex
 	running bool
 	failed  bool
-	next    *sealRound
-	leaders sync.WaitGroup
+	// vacuumed is when the goroutine running seals last vacuumed.
+	vacuumed time.Time
+	next     *sealRound
+	leaders  sync.WaitGroup
 }
 
 func newSealer(s *Store) *sealer {
@@ -141,6 +143,7 @@ func (q *sealer) lead() {
 		q.mu.Unlock()
 		if err == nil {
 			wait = sealRetryMin
+			q.vacuum()
 			continue
 		}
 		t := time.NewTimer(wait)
@@ -151,6 +154,25 @@ func (q *sealer) lead() {
 		}
 		wait = min(2*wait, sealRetryMax)
 	}
+}
+
+// vacuumEvery is how often a server vacuums audit_pending while it seals.
+const vacuumEvery = time.Second
+
+// vacuum clears audit_pending of the rows that seals deleted, at most once
+// every vacuumEvery: every record passes through the table once, and
+// until a vacuum each seal's scan for the oldest records wades through
+// those gone before, which the database's own autovacuum, running at most
+// once a minute, leaves for far too long. A vacuum that another server
+// runs is not waited for.
+func (q *sealer) vacuum() {
+	if time.Since(q.vacuumed) < vacuumEvery {
+		return
+	}
+	q.vacuumed = time.Now()
+	ctx, cancel := context.WithTimeout(q.ctx, sealTimeout)
+	defer cancel()
+	_, _ = q.s.wdb.ExecContext(ctx, "VACUUM (SKIP_LOCKED) audit_pending")
 }
 
 // close stops the seals and waits for the one running.
