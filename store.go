@@ -102,7 +102,7 @@ type Tx interface {
 	// instead of at this call. A changed version (or a missing request)
 	// then fails that statement or the commit, and so the transaction,
 	// with an error matching [ErrConflict] (or [ErrNotFound]). r.Version
-	// is incremented at once.
+	// is incremented, and is as it was before if the transaction fails.
 	UpdateRequestOrAbort(ctx context.Context, r *Request) error
 	// DueRequests returns up to limit requests whose NextAt is at or before
 	// now, earliest first, locked for this transaction where the store

@@ -357,6 +357,25 @@ func testUpdateOrAbort(t *testing.T, s lapse.Store) {
 	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.UpdateRequestOrAbort(ctx, &missing) })
 	wantErr(t, "UpdateRequestOrAbort of a missing request", err, lapse.ErrNotFound)
 
+	// A transaction that fails after the write leaves the caller's
+	// Version as it was, so that writing again is checked against the
+	// version stored.
+	cur := get(t, s, "r1")
+	mine := cur
+	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		mine.Note = "mine"
+		if err := tx.UpdateRequestOrAbort(ctx, &mine); err != nil {
+			return err
+		}
+		return errTest
+	})
+	if !errors.Is(err, errTest) {
+		t.Fatalf("Tx returned %v, want the function's error", err)
+	}
+	if mine.Version != cur.Version {
+		t.Errorf("Version after a failed UpdateRequestOrAbort = %d, want %d as before", mine.Version, cur.Version)
+	}
+
 	// Ending: the sealed credentials go in the same transaction.
 	r.State, r.EndedAt = lapse.StateRevoking, t0.Add(time.Minute)
 	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.UpdateRequestOrAbort(ctx, &r) })

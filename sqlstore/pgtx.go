@@ -71,6 +71,7 @@ func (s *Store) sharedTx(ctx context.Context, fn func(ctx context.Context, tx la
 	closed = true
 	_ = c.conn.Close()
 	if err != nil {
+		t.restoreVersions()
 		return err
 	}
 	if len(t.unsealed) > 0 {

@@ -63,10 +63,12 @@ type sealer struct {
 	mu      sync.Mutex
 	running bool
 	failed  bool
-	// vacuumed is when the goroutine running seals last vacuumed.
-	vacuumed time.Time
-	next     *sealRound
-	leaders  sync.WaitGroup
+	// vacuumed is when the goroutine running seals last started a vacuum;
+	// vacuuming is set while one runs.
+	vacuumed  time.Time
+	vacuuming atomic.Bool
+	next      *sealRound
+	leaders   sync.WaitGroup
 }
 
 func newSealer(s *Store) *sealer {
@@ -159,20 +161,24 @@ func (q *sealer) lead() {
 // vacuumEvery is how often a server vacuums audit_pending while it seals.
 const vacuumEvery = time.Second
 
-// vacuum clears audit_pending of the rows that seals deleted, at most once
-// every vacuumEvery: every record passes through the table once, and
-// until a vacuum each seal's scan for the oldest records wades through
-// those gone before, which the database's own autovacuum, running at most
-// once a minute, leaves for far too long. A vacuum that another server
-// runs is not waited for.
+// vacuum starts clearing audit_pending of the rows that seals deleted, at
+// most once every vacuumEvery, beside the seals: every record passes
+// through the table once, and until a vacuum each seal's scan for the
+// oldest records wades through those gone before, which the database's
+// own autovacuum, running at most once a minute, leaves for far too long.
+// A vacuum that another server runs is not waited for, and the table is
+// not truncated, which would lock out the transactions inserting into it.
 func (q *sealer) vacuum() {
-	if time.Since(q.vacuumed) < vacuumEvery {
+	if time.Since(q.vacuumed) < vacuumEvery || !q.vacuuming.CompareAndSwap(false, true) {
 		return
 	}
 	q.vacuumed = time.Now()
-	ctx, cancel := context.WithTimeout(q.ctx, sealTimeout)
-	defer cancel()
-	_, _ = q.s.wdb.ExecContext(ctx, "VACUUM (SKIP_LOCKED) audit_pending")
+	q.leaders.Go(func() {
+		defer q.vacuuming.Store(false)
+		ctx, cancel := context.WithTimeout(q.ctx, sealTimeout)
+		defer cancel()
+		_, _ = q.s.wdb.ExecContext(ctx, "VACUUM (SKIP_LOCKED, TRUNCATE false) audit_pending")
+	})
 }
 
 // close stops the seals and waits for the one running.

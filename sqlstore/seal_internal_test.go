@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -251,5 +252,48 @@ func TestPostgresMigrationDownSealsPending(t *testing.T) {
 	var n int
 	if err := s.wdb.QueryRowContext(ctx, "SELECT count(*) FROM audit").Scan(&n); err != nil || n != 1 {
 		t.Errorf("after migrating down the log holds %d records (%v), want 1", n, err)
+	}
+}
+
+// TestPostgresUpdateOrAbortLosesNoUpdate has another transaction change a
+// request after UpdateRequestOrAbort queued a write of it: the queued
+// write fails the transaction at commit, and the caller's request keeps
+// its Version, so writing it again is a conflict, not an overwrite.
+func TestPostgresUpdateOrAbortLosesNoUpdate(t *testing.T) {
+	ctx := t.Context()
+	srv := pgtest.Shared(t)
+	s, err := OpenPostgres(ctx, srv.AdminDSNFor(srv.CreateDatabase(t)), PostgresOptions{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	cur := lapse.Request{ID: "r1", User: "alice", Resource: "db", Role: "read", State: lapse.StatePending, CreatedAt: t0}
+	if err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.CreateRequest(ctx, &cur) }); err != nil {
+		t.Fatal(err)
+	}
+	mine := cur
+	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		mine.Note = "mine"
+		if err := tx.UpdateRequestOrAbort(ctx, &mine); err != nil {
+			return err
+		}
+		other := cur
+		other.Note = "other"
+		return s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.UpdateRequest(ctx, &other) })
+	})
+	if !errors.Is(err, lapse.ErrConflict) {
+		t.Fatalf("Tx = %v, want a conflict", err)
+	}
+	if mine.Version != cur.Version {
+		t.Errorf("Version after the failed transaction = %d, want %d", mine.Version, cur.Version)
+	}
+	mine.Note = "retry"
+	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.UpdateRequest(ctx, &mine) })
+	if !errors.Is(err, lapse.ErrConflict) {
+		t.Errorf("writing the request again = %v, want a conflict", err)
+	}
+	if got, err := s.GetRequest(ctx, "r1"); err != nil || got.Note != "other" {
+		t.Errorf("stored note %q (%v), want the other transaction's", got.Note, err)
 	}
 }

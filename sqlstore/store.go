@@ -164,6 +164,7 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx
 	err = fn(ctx, t)
 	if err != nil {
 		done = true
+		t.restoreVersions()
 		s.forgetHead()
 		if rerr := sqlTx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
 			return s.conflictOr(errors.Join(err, fmt.Errorf("rollback: %w", rerr)))
@@ -173,12 +174,14 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx
 	if t.appended {
 		if err := t.saveTree(ctx); err != nil {
 			done = true
+			t.restoreVersions()
 			s.forgetHead()
 			return s.conflictOr(errors.Join(err, sqlTx.Rollback()))
 		}
 	}
 	done = true
 	if err := sqlTx.Commit(); err != nil {
+		t.restoreVersions()
 		s.forgetHead()
 		return s.conflictOr(fmt.Errorf("commit: %w", err))
 	}

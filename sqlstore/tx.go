@@ -39,6 +39,23 @@ type tx struct {
 	conn *sharedConn
 	// after are the functions to call with events once committed.
 	after []func([]lapse.AuditEvent)
+	// versions are the requests whose Version a queued write set, with the
+	// Version each had, to set back if the transaction fails.
+	versions []versionWas
+}
+
+// versionWas is a request and the Version it had before a queued write.
+type versionWas struct {
+	r       *lapse.Request
+	version int64
+}
+
+// restoreVersions sets back the Versions that queued writes set, after
+// the transaction failed.
+func (t *tx) restoreVersions() {
+	for i := len(t.versions) - 1; i >= 0; i-- {
+		t.versions[i].r.Version = t.versions[i].version
+	}
 }
 
 // AfterCommit registers f to be called with the transaction's audit
@@ -78,6 +95,7 @@ func (t *tx) CreateRequest(ctx context.Context, r *lapse.Request) error {
 		// Sent with the next statement or the commit; a duplicate fails the
 		// transaction there.
 		t.conn.queue(t.q.insertRequestChecked, append(args, r.ID)...)
+		t.versions = append(t.versions, versionWas{r: r, version: r.Version})
 		r.Version = 1
 		t.changes = append(t.changes, changeOf(r))
 		return nil
@@ -144,7 +162,12 @@ func (t *tx) UpdateRequest(ctx context.Context, r *lapse.Request) error {
 // where a conflict fails the transaction.
 func (t *tx) UpdateRequestOrAbort(ctx context.Context, r *lapse.Request) error {
 	if t.conn == nil {
-		return t.UpdateRequest(ctx, r)
+		was := r.Version
+		if err := t.UpdateRequest(ctx, r); err != nil {
+			return err
+		}
+		t.versions = append(t.versions, versionWas{r: r, version: was})
+		return nil
 	}
 	vals, err := mutableValues(r)
 	if err != nil {
@@ -158,6 +181,7 @@ func (t *tx) UpdateRequestOrAbort(ctx context.Context, r *lapse.Request) error {
 		args = append([]any{r.ID}, args...)
 	}
 	t.conn.queue(query, append(args, r.ID, r.Version)...)
+	t.versions = append(t.versions, versionWas{r: r, version: r.Version})
 	r.Version++
 	t.changes = append(t.changes, changeOf(r))
 	return nil
