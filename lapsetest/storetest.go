@@ -1140,6 +1140,26 @@ func testSecrets(t *testing.T, s lapse.Store) {
 		t.Fatalf("Tx returned %v, want the function's error", err)
 	}
 	mustTake("sealed-4")
+
+	// An update to an ending state that loses to a concurrent change
+	// keeps the credentials: they belong to the request as it is, and the
+	// transaction goes on after the conflict.
+	if err := put("r1", "sealed-5"); err != nil {
+		t.Fatal(err)
+	}
+	stale := get(t, s, "r1")
+	stale.Version--
+	stale.State = lapse.StateRevoking
+	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+		if err := tx.UpdateRequest(ctx, &stale); !errors.Is(err, lapse.ErrConflict) {
+			return fmt.Errorf("UpdateRequest with a stale version = %v, want a conflict", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustTake("sealed-5")
 }
 
 func testConcurrent(t *testing.T, s lapse.Store) {

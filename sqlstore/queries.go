@@ -57,7 +57,8 @@ type queries struct {
 	updateEndingChecked  string
 	updateRequest        string
 	// updateEnding is updateRequest that also deletes the request's sealed
-	// credentials (its first parameter is the id), where the dialect can.
+	// credentials if it updated the request, and returns how many it
+	// updated, where the dialect can.
 	updateEnding  string
 	activeGrant   string
 	nextDue       string
@@ -116,8 +117,8 @@ func newQueries(d *dialect) *queries {
 			SELECT lapse_request_created(count(*), ?) FROM created`),
 		updateRequestChecked: d.sql(`WITH updated AS (` + updateRequestSQL + ` RETURNING 1)
 			SELECT lapse_request_updated(count(*), ?, ?) FROM updated`),
-		updateEndingChecked: d.sql(`WITH gone AS (DELETE FROM secrets WHERE request_id = ?),
-			updated AS (` + updateRequestSQL + ` RETURNING 1)
+		updateEndingChecked: d.sql(`WITH updated AS (` + updateRequestSQL + ` RETURNING id),
+			gone AS (DELETE FROM secrets WHERE request_id IN (SELECT id FROM updated))
 			SELECT lapse_request_updated(count(*), ?, ?) FROM updated`),
 		updateEnding: updateEnding(d, updateRequestSQL),
 		// Answered from the requests_active index alone.
@@ -141,13 +142,16 @@ func newQueries(d *dialect) *queries {
 	}
 }
 
-// updateEnding returns update prefixed with the deletion of the request's
-// sealed credentials, or "" where the dialect cannot.
+// updateEnding returns update followed, if it updated the request, by the
+// deletion of the request's sealed credentials, in one statement that
+// returns how many requests it updated; or "" where the dialect cannot.
 func updateEnding(d *dialect, update string) string {
 	if !d.deleteInUpdate {
 		return ""
 	}
-	return d.sql(`WITH gone AS (DELETE FROM secrets WHERE request_id = ?) ` + update)
+	return d.sql(`WITH updated AS (` + update + ` RETURNING id),
+		gone AS (DELETE FROM secrets WHERE request_id IN (SELECT id FROM updated))
+		SELECT count(*) FROM updated`)
 }
 
 // prepared lists the queries that write transactions prepare once and reuse:

@@ -123,17 +123,16 @@ func (t *tx) UpdateRequest(ctx context.Context, r *lapse.Request) error {
 		return fmt.Errorf("update request: %w", err)
 	}
 	ending := r.State == lapse.StateRevoking || r.State.Terminal()
-	query := t.q.updateRequest
 	args := append(vals, r.ID, r.Version)
+	var n int64
 	if ending && t.q.updateEnding != "" {
-		query = t.q.updateEnding
-		args = append([]any{r.ID}, args...)
+		err = t.db.QueryRowContext(ctx, t.q.updateEnding, args...).Scan(&n)
+	} else {
+		var res sql.Result
+		if res, err = t.db.ExecContext(ctx, t.q.updateRequest, args...); err == nil {
+			n, err = res.RowsAffected()
+		}
 	}
-	res, err := t.db.ExecContext(ctx, query, args...)
-	if err != nil {
-		return fmt.Errorf("update request %s: %w", r.ID, err)
-	}
-	n, err := res.RowsAffected()
 	if err != nil {
 		return fmt.Errorf("update request %s: %w", r.ID, err)
 	}
@@ -175,11 +174,10 @@ func (t *tx) UpdateRequestOrAbort(ctx context.Context, r *lapse.Request) error {
 	}
 	ending := r.State == lapse.StateRevoking || r.State.Terminal()
 	query := t.q.updateRequestChecked
-	args := append(vals, r.ID, r.Version)
 	if ending {
 		query = t.q.updateEndingChecked
-		args = append([]any{r.ID}, args...)
 	}
+	args := append(vals, r.ID, r.Version)
 	t.conn.queue(query, append(args, r.ID, r.Version)...)
 	t.versions = append(t.versions, versionWas{r: r, version: r.Version})
 	r.Version++
