@@ -29,11 +29,7 @@ const rollbackTimeout = 5 * time.Second
 // for a seal that puts them in the log (see [sealer]), so that when Tx
 // returns the records are in the log, numbered and chained.
 func (s *Store) sharedTx(ctx context.Context, fn func(ctx context.Context, tx lapse.Tx) error) error {
-	conn, err := s.wdb.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	c := &sharedConn{s: s, conn: conn}
+	c := &sharedConn{s: s}
 	t := &tx{
 		reader: reader{d: s.d, q: s.q},
 		s:      s,
@@ -44,10 +40,10 @@ func (s *Store) sharedTx(ctx context.Context, fn func(ctx context.Context, tx la
 	closed, committed := false, false
 	defer func() {
 		if !closed { // fn panicked
-			_ = c.conn.Close()
+			c.close()
 		}
 	}()
-	err = func() error {
+	err := func() error {
 		defer func() {
 			if !committed { // fn failed or panicked, or the commit failed
 				s.rollback(ctx, c)
@@ -69,7 +65,7 @@ func (s *Store) sharedTx(ctx context.Context, fn func(ctx context.Context, tx la
 	}()
 	// The connection goes back to the pool before the seal.
 	closed = true
-	_ = c.conn.Close()
+	c.close()
 	if err != nil {
 		t.restoreVersions()
 		return err
@@ -106,8 +102,37 @@ type queuedWrite struct {
 	args  []any
 }
 
-// Raw runs f on the driver's connection.
-func (c *sharedConn) Raw(f func(driverConn any) error) error { return c.conn.Raw(f) }
+// Raw runs f on the driver's connection, if the transaction has taken
+// one.
+func (c *sharedConn) Raw(f func(driverConn any) error) error {
+	if c.conn == nil {
+		return nil
+	}
+	return c.conn.Raw(f)
+}
+
+// acquire takes a connection of the pool for the transaction, at its
+// first statement.
+func (c *sharedConn) acquire(ctx context.Context) error {
+	if c.conn != nil {
+		return nil
+	}
+	conn, err := c.s.wdb.Conn(ctx)
+	if err != nil {
+		c.err = fmt.Errorf("begin: %w", err)
+		return c.err
+	}
+	c.conn = conn
+	return nil
+}
+
+// close gives the connection back to the pool, if the transaction took
+// one.
+func (c *sharedConn) close() {
+	if c.conn != nil {
+		_ = c.conn.Close()
+	}
+}
 
 // queue sends query with the transaction's next statement or its commit.
 func (c *sharedConn) queue(query string, args ...any) {
@@ -132,6 +157,9 @@ func (c *sharedConn) replace(ctx context.Context) error {
 func (c *sharedConn) send(ctx context.Context, add func(b *pgx.Batch), read func(br pgx.BatchResults) error) error {
 	if c.err != nil {
 		return c.err
+	}
+	if err := c.acquire(ctx); err != nil {
+		return err
 	}
 	for attempt := 0; ; attempt++ {
 		sentBegin := false
@@ -245,6 +273,9 @@ func (c *sharedConn) QueryRowContext(ctx context.Context, query string, args ...
 	if err := c.begin(ctx); err != nil {
 		cctx, cancel := context.WithCancelCause(ctx)
 		cancel(err)
+		if c.conn == nil {
+			return c.s.wdb.QueryRowContext(cctx, query, args...)
+		}
 		return c.conn.QueryRowContext(cctx, query, args...)
 	}
 	return c.conn.QueryRowContext(ctx, query, args...)
@@ -314,6 +345,21 @@ func (t *tx) commitShared(ctx context.Context) error {
 	}
 	if !c.begun && len(c.queued) == 0 && len(t.pending) == 0 {
 		return nil // nothing was written
+	}
+	if c.conn == nil {
+		// Nothing was sent: committed with the transactions committing
+		// at the same moment (see [grouper]).
+		ids, since, err := t.s.grouper.commit(ctx, c.queued, t.pending)
+		if err != nil {
+			c.err = err
+			return err
+		}
+		c.queued = nil
+		if len(t.pending) > 0 {
+			t.unsealed, t.unsealedID, t.since = t.pending, ids, since
+			t.pending = nil
+		}
+		return nil
 	}
 	var args []any
 	if len(t.pending) > 0 {

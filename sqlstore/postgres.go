@@ -79,6 +79,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*Store
 	}
 	s.pgConfig = cfg
 	s.sealer = newSealer(s)
+	s.grouper = &grouper{s: s}
 	// Records a server committed and did not live to seal are sealed now.
 	if err := s.SealAudit(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("open store: %w", err), s.Close())

@@ -297,3 +297,72 @@ func TestPostgresUpdateOrAbortLosesNoUpdate(t *testing.T) {
 		t.Errorf("stored note %q (%v), want the other transaction's", got.Note, err)
 	}
 }
+
+// TestPostgresGroupCommit has many write-only transactions commit at once,
+// some of them with a request id that exists: they are committed in
+// groups, each duplicate fails alone with a conflict, every other one
+// commits with its record, and the log is one chain.
+func TestPostgresGroupCommit(t *testing.T) {
+	ctx := t.Context()
+	srv := pgtest.Shared(t)
+	s, err := OpenPostgres(ctx, srv.AdminDSNFor(srv.CreateDatabase(t)), PostgresOptions{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	newReq := func(id string) lapse.Request {
+		return lapse.Request{ID: id, User: "alice", Resource: "db", Role: "read", State: lapse.StatePending, CreatedAt: t0}
+	}
+	taken := newReq("taken")
+	if err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.CreateRequest(ctx, &taken) }); err != nil {
+		t.Fatal(err)
+	}
+	const writers, rounds, dupEvery = 32, 10, 7
+	var wg sync.WaitGroup
+	var committed, conflicts atomic.Int64
+	for w := range writers {
+		wg.Go(func() {
+			for i := range rounds {
+				id := fmt.Sprintf("r%d-%d", w, i)
+				dup := (w*rounds+i)%dupEvery == 0
+				if dup {
+					id = "taken"
+				}
+				r := newReq(id)
+				err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+					if err := tx.CreateRequest(ctx, &r); err != nil {
+						return err
+					}
+					return tx.AppendAudit(ctx, lapse.NewAuditEvent(lapse.EvRequested, "alice", "", r, nil, t0))
+				})
+				switch {
+				case dup && errors.Is(err, lapse.ErrConflict):
+					conflicts.Add(1)
+				case !dup && err == nil:
+					committed.Add(1)
+				default:
+					t.Errorf("request %s (duplicate %v): %v", id, dup, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	wantDup := int64(0)
+	for n := range writers * rounds {
+		if n%dupEvery == 0 {
+			wantDup++
+		}
+	}
+	if conflicts.Load() != wantDup || committed.Load() != writers*rounds-wantDup {
+		t.Errorf("%d committed and %d conflicts, want %d and %d", committed.Load(), conflicts.Load(), writers*rounds-wantDup, wantDup)
+	}
+	var v lapse.ChainVerifier
+	if err := s.ScanAudit(ctx, v.Add); err != nil || v.Count != committed.Load() {
+		t.Errorf("log: %d records (%v), want %d in one chain", v.Count, err, committed.Load())
+	}
+	if s.grouper.shared.Load() == 0 {
+		t.Error("no two transactions were committed together")
+	}
+	t.Logf("%d groups of more than one transaction", s.grouper.shared.Load())
+}

@@ -39,8 +39,10 @@ type Store struct {
 	pgConfig *pgx.ConnConfig
 	// active answers ActiveGrant from memory for single-writer dialects.
 	active *activeIndex
-	// sealer seals the audit records of a shared store's transactions.
-	sealer *sealer
+	// sealer seals the audit records of a shared store's transactions;
+	// grouper commits its write-only transactions together.
+	sealer  *sealer
+	grouper *grouper
 
 	// OnCommit, if set, is called after each committed transaction that
 	// appended audit events, with those events as stored. It runs before
@@ -238,6 +240,9 @@ func (s *Store) forgetHead() {
 
 // Close closes the database. The store must not be used after.
 func (s *Store) Close() error {
+	if s.grouper != nil {
+		s.grouper.close()
+	}
 	if s.sealer != nil {
 		s.sealer.close()
 	}
