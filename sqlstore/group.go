@@ -53,8 +53,11 @@ type writeSet struct {
 
 // commit commits queued and evs, with whatever other transactions commit
 // at the same moment, and returns the pending ids of evs and a head of
-// the log read before. Once handed over, the commit runs to its end even
-// if ctx ends, so that the caller learns whether it committed.
+// the log read before. Once handed over, the commit runs to its end or to
+// its timeout even if ctx ends, so that the caller learns whether it
+// committed as far as anyone can; a commit whose outcome is unknown (the
+// connection lost after COMMIT was sent) is an error matching
+// [ErrOutcomeUnknown].
 func (g *grouper) commit(ctx context.Context, queued []queuedWrite, evs []lapse.AuditEvent) ([]int64, int64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, fmt.Errorf("commit: %w", context.Cause(ctx))
@@ -88,8 +91,9 @@ func (g *grouper) lead() {
 		if err == nil && len(group) > 1 {
 			g.shared.Add(1)
 		}
-		if err != nil && len(group) > 1 {
-			// One of them may be at fault: each again on its own.
+		if errors.Is(err, errRolledBack) && len(group) > 1 {
+			// Nothing of the group committed, and one of them may be at
+			// fault: each again on its own.
 			for _, ws := range group {
 				ws.err = g.exec([]*writeSet{ws})
 			}
@@ -103,6 +107,20 @@ func (g *grouper) lead() {
 		}
 	}
 }
+
+// errRolledBack marks an error after which nothing of a group committed:
+// the database refused a statement, or nothing was sent.
+var errRolledBack = errors.New("rolled back")
+
+// rolledBack is err, after which nothing of a group committed.
+type rolledBack struct{ err error }
+
+func (e *rolledBack) Error() string   { return e.err.Error() }
+func (e *rolledBack) Unwrap() []error { return []error{errRolledBack, e.err} }
+
+// ErrOutcomeUnknown is the error of a commit that may or may not have
+// happened: the connection was lost after COMMIT was sent.
+var ErrOutcomeUnknown = errors.New("commit: the connection was lost after COMMIT was sent; the transaction may have committed")
 
 // close waits for the groups committing.
 func (g *grouper) close() { g.leaders.Wait() }
@@ -120,83 +138,92 @@ func (g *grouper) exec(group []*writeSet) error {
 	if len(evs) > 0 {
 		var err error
 		if args, err = appendArgs(evs); err != nil {
-			return fmt.Errorf("append audit: %w", err)
+			return &rolledBack{fmt.Errorf("append audit: %w", err)}
 		}
 	}
 	since := g.s.sealer.head.Load()
-	for attempt := 0; ; attempt++ {
-		conn, err := g.s.wdb.Conn(ctx)
-		if err != nil {
-			return fmt.Errorf("begin: %w", err)
+	// No retry on another connection: the batch holds COMMIT, and a
+	// connection lost after sending it may have committed.
+	conn, err := g.s.wdb.Conn(ctx)
+	if err != nil {
+		return &rolledBack{fmt.Errorf("begin: %w", err)}
+	}
+	defer conn.Close()
+	// refused marks what the database answered with an error: then it
+	// has rolled the whole transaction back.
+	refused := func(err error) error {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return &rolledBack{checkedErr(err)}
 		}
-		var ids []int64
-		began, committed := false, false
-		err = conn.Raw(func(dc any) error {
-			pc, ok := pgxConn(dc)
-			if !ok {
-				return errNotPgx
+		return err
+	}
+	var ids []int64
+	began, committed := false, false
+	err = conn.Raw(func(dc any) error {
+		pc, ok := pgxConn(dc)
+		if !ok {
+			return &rolledBack{errNotPgx}
+		}
+		b := &pgx.Batch{}
+		b.Queue("begin")
+		for _, ws := range group {
+			for _, w := range ws.queued {
+				b.Queue(w.query, w.args...)
 			}
-			b := &pgx.Batch{}
-			b.Queue("begin")
+		}
+		if args != nil {
+			b.Queue(insertPendingSQL, args...)
+		}
+		b.Queue("commit")
+		br := pc.SendBatch(ctx, b)
+		err := func() error {
+			if _, err := br.Exec(); err != nil {
+				return refused(err)
+			}
+			began = true
 			for _, ws := range group {
-				for _, w := range ws.queued {
-					b.Queue(w.query, w.args...)
+				for range ws.queued {
+					if _, err := br.Exec(); err != nil {
+						return refused(err)
+					}
 				}
 			}
 			if args != nil {
-				b.Queue(insertPendingSQL, args...)
+				var err error
+				if ids, err = scanPendingIDs(br, len(evs)); err != nil {
+					return refused(fmt.Errorf("append audit: %w", err))
+				}
 			}
-			b.Queue("commit")
-			br := pc.SendBatch(ctx, b)
-			err := func() error {
-				if _, err := br.Exec(); err != nil {
-					return err
-				}
-				began = true
-				for _, ws := range group {
-					for range ws.queued {
-						if _, err := br.Exec(); err != nil {
-							return checkedErr(err)
-						}
-					}
-				}
-				if args != nil {
-					var err error
-					if ids, err = scanPendingIDs(br, len(evs)); err != nil {
-						return fmt.Errorf("append audit: %w", err)
-					}
-				}
-				tag, err := br.Exec()
-				if err != nil {
-					return fmt.Errorf("commit: %w", err)
-				}
-				if tag.String() != "COMMIT" {
-					return errors.New("commit: the transaction was rolled back")
-				}
-				committed = true
-				return nil
-			}()
-			if cerr := br.Close(); err == nil && !committed {
-				err = cerr
+			tag, err := br.Exec()
+			if err != nil {
+				return refused(fmt.Errorf("commit: %w", err))
 			}
-			return err
-		})
-		if err != nil && began && !committed {
-			g.s.rollback(ctx, conn)
-		}
-		if err != nil && !began {
-			g.s.discardUnlessIdle(conn)
-		}
-		_ = conn.Close()
-		if err == nil || committed {
-			for _, ws := range group {
-				ws.ids, ids = ids[:len(ws.evs):len(ws.evs)], ids[len(ws.evs):]
-				ws.since = since
+			if tag.String() != "COMMIT" {
+				return &rolledBack{errors.New("commit: the transaction was rolled back")}
 			}
+			committed = true
 			return nil
+		}()
+		if cerr := br.Close(); err == nil && !committed {
+			err = cerr
 		}
-		if began || !pgconn.SafeToRetry(err) || attempt >= beginRetries {
-			return err
+		return err
+	})
+	if err == nil || committed {
+		for _, ws := range group {
+			ws.ids, ids = ids[:len(ws.evs):len(ws.evs)], ids[len(ws.evs):]
+			ws.since = since
 		}
+		return nil
 	}
+	if began {
+		g.s.rollback(ctx, conn)
+	} else {
+		g.s.discardUnlessIdle(conn)
+	}
+	if errors.Is(err, errRolledBack) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 }
