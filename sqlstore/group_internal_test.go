@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/lapse-access/lapse"
-	"github.com/lapse-access/lapse/lapsetest/pgtest"
 )
 
 // TestPostgresGroupLostCommitReply lets a group's COMMIT reach the
@@ -22,9 +21,7 @@ import (
 // twice).
 func TestPostgresGroupLostCommitReply(t *testing.T) {
 	ctx := t.Context()
-	srv := pgtest.Shared(t)
-	dsn := srv.AdminDSNFor(srv.CreateDatabase(t))
-	u, err := url.Parse(dsn)
+	u, err := url.Parse(newDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,13 +83,8 @@ func TestPostgresGroupLostCommitReply(t *testing.T) {
 	q := u.Query()
 	q.Set("default_query_exec_mode", "exec")
 	u.RawQuery = q.Encode()
-	s, err := OpenPostgres(ctx, u.String(), PostgresOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	t0 := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
-	r1 := lapse.Request{ID: "r1", User: "alice", Resource: "db", Role: "read", State: lapse.StatePending, CreatedAt: t0}
+	s := openPostgres(t, u.String(), 4)
+	r1 := pendingRequest("r1")
 	if err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.CreateRequest(ctx, &r1) }); err != nil {
 		t.Fatal(err)
 	}
@@ -105,11 +97,11 @@ func TestPostgresGroupLostCommitReply(t *testing.T) {
 	args := append(vals, upd.ID, upd.Version)
 	a := &writeSet{
 		queued: []queuedWrite{{query: s.q.updateRequestChecked, args: append(args, upd.ID, upd.Version)}},
-		evs:    []lapse.AuditEvent{lapse.NewAuditEvent(lapse.EvDenied, "bob", "", upd, nil, t0)},
+		evs:    []lapse.AuditEvent{lapse.NewAuditEvent(lapse.EvDenied, "bob", "", upd, nil, sealT0)},
 		done:   make(chan struct{}),
 	}
 	b := &writeSet{
-		evs:  []lapse.AuditEvent{lapse.NewAuditEvent(lapse.EvRequested, "carol", "", r1, nil, t0)},
+		evs:  []lapse.AuditEvent{lapse.NewAuditEvent(lapse.EvRequested, "carol", "", r1, nil, sealT0)},
 		done: make(chan struct{}),
 	}
 	armed.Store(true)

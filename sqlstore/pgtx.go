@@ -37,12 +37,8 @@ func (s *Store) sharedTx(ctx context.Context, fn func(ctx context.Context, tx la
 		conn:   c,
 	}
 	t.reader.db = t.db
-	closed, committed := false, false
-	defer func() {
-		if !closed { // fn panicked
-			c.close()
-		}
-	}()
+	committed := false
+	defer c.close() // fn panicked
 	err := func() error {
 		defer func() {
 			if !committed { // fn failed or panicked, or the commit failed
@@ -64,7 +60,6 @@ func (s *Store) sharedTx(ctx context.Context, fn func(ctx context.Context, tx la
 		return nil
 	}()
 	// The connection goes back to the pool before the seal.
-	closed = true
 	c.close()
 	if err != nil {
 		t.restoreVersions()
@@ -126,11 +121,12 @@ func (c *sharedConn) acquire(ctx context.Context) error {
 	return nil
 }
 
-// close gives the connection back to the pool, if the transaction took
+// close gives the connection back to the pool, if the transaction holds
 // one.
 func (c *sharedConn) close() {
 	if c.conn != nil {
 		_ = c.conn.Close()
+		c.conn = nil
 	}
 }
 
@@ -142,13 +138,8 @@ func (c *sharedConn) queue(query string, args ...any) {
 // replace closes a broken connection and takes another of the pool.
 func (c *sharedConn) replace(ctx context.Context) error {
 	c.s.discardUnlessIdle(c.conn)
-	_ = c.conn.Close()
-	conn, err := c.s.wdb.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	c.conn = conn
-	return nil
+	c.close()
+	return c.acquire(ctx)
 }
 
 // send runs, in one round trip, BEGIN unless the transaction has begun,

@@ -13,6 +13,33 @@ import (
 	"github.com/lapse-access/lapse/lapsetest/pgtest"
 )
 
+// sealT0 is when the requests of these tests are made.
+var sealT0 = time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// pendingRequest is a pending request of alice's, made at sealT0.
+func pendingRequest(id string) lapse.Request {
+	return lapse.Request{ID: id, User: "alice", Resource: "db", Role: "read", State: lapse.StatePending, CreatedAt: sealT0}
+}
+
+// openPostgres opens a store on dsn, closed when t ends.
+func openPostgres(t *testing.T, dsn string, conns int) *Store {
+	t.Helper()
+	s, err := OpenPostgres(t.Context(), dsn, PostgresOptions{MaxConns: conns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// newDatabase returns the DSN of a new database on the package's shared
+// PostgreSQL server.
+func newDatabase(t *testing.T) string {
+	t.Helper()
+	srv := pgtest.Shared(t)
+	return srv.AdminDSNFor(srv.CreateDatabase(t))
+}
+
 // TestPostgresSealOrphans leaves audit records committed in audit_pending
 // with no seal, as a server that stopped between its commit and the seal
 // would: the log does not hold them until a seal, and the next server to
@@ -20,29 +47,23 @@ import (
 // finds where they went.
 func TestPostgresSealOrphans(t *testing.T) {
 	ctx := t.Context()
-	srv := pgtest.Shared(t)
-	dsn := srv.AdminDSNFor(srv.CreateDatabase(t))
-	s, err := OpenPostgres(ctx, dsn, PostgresOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	t0 := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
-	r := lapse.Request{ID: "r1", User: "alice", Resource: "db", Role: "read", State: lapse.StatePending, CreatedAt: t0}
-	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+	dsn := newDatabase(t)
+	s := openPostgres(t, dsn, 4)
+	r := pendingRequest("r1")
+	err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
 		if err := tx.CreateRequest(ctx, &r); err != nil {
 			return err
 		}
-		return tx.AppendAudit(ctx, lapse.NewAuditEvent(lapse.EvRequested, "alice", "", r, nil, t0))
+		return tx.AppendAudit(ctx, lapse.NewAuditEvent(lapse.EvRequested, "alice", "", r, nil, sealT0))
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	orphans := []lapse.AuditEvent{
-		lapse.NewAuditEvent(lapse.EvApproved, "bob", "", r, nil, t0.Add(time.Second)),
-		lapse.NewAuditEvent(lapse.EvProvisioned, "lapse", "", r, nil, t0.Add(2*time.Second)),
-		lapse.NewAuditEvent(lapse.EvRevoked, "carol", "", r, nil, t0.Add(3*time.Second)),
+		lapse.NewAuditEvent(lapse.EvApproved, "bob", "", r, nil, sealT0.Add(time.Second)),
+		lapse.NewAuditEvent(lapse.EvProvisioned, "lapse", "", r, nil, sealT0.Add(2*time.Second)),
+		lapse.NewAuditEvent(lapse.EvRevoked, "carol", "", r, nil, sealT0.Add(3*time.Second)),
 	}
 	args, err := appendArgs(orphans)
 	if err != nil {
@@ -67,11 +88,7 @@ func TestPostgresSealOrphans(t *testing.T) {
 		t.Fatalf("before a seal the log holds %d records (%v), want 1", len(evs), err)
 	}
 
-	other, err := OpenPostgres(ctx, dsn, PostgresOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := openPostgres(t, dsn, 4)
 	evs, err := other.ListAudit(ctx, lapse.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
@@ -116,12 +133,7 @@ func TestPostgresSealRetried(t *testing.T) {
 	sealTimeout = 300 * time.Millisecond
 	t.Cleanup(func() { sealTimeout = old })
 	ctx := t.Context()
-	srv := pgtest.Shared(t)
-	s, err := OpenPostgres(ctx, srv.AdminDSNFor(srv.CreateDatabase(t)), PostgresOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openPostgres(t, newDatabase(t), 4)
 	locker, err := s.rdb.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -129,15 +141,14 @@ func TestPostgresSealRetried(t *testing.T) {
 	if _, err := locker.ExecContext(ctx, "SELECT 1 FROM audit_tree WHERE id = 1 FOR UPDATE"); err != nil {
 		t.Fatal(err)
 	}
-	t0 := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
-	r := lapse.Request{ID: "r1", User: "alice", Resource: "db", Role: "read", State: lapse.StatePending, CreatedAt: t0}
+	r := pendingRequest("r1")
 	var stored []lapse.AuditEvent
 	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
 		if err := tx.CreateRequest(ctx, &r); err != nil {
 			return err
 		}
 		tx.AfterCommit(func(evs []lapse.AuditEvent) { stored = evs })
-		return tx.AppendAudit(ctx, lapse.NewAuditEvent(lapse.EvRequested, "alice", "", r, nil, t0))
+		return tx.AppendAudit(ctx, lapse.NewAuditEvent(lapse.EvRequested, "alice", "", r, nil, sealT0))
 	})
 	if err != nil {
 		t.Fatalf("Tx after a failed seal: %v, want nil: it committed", err)
@@ -184,21 +195,15 @@ func TestPostgresSealUnderRepeatableRead(t *testing.T) {
 	}
 	var stores []*Store
 	for range 3 {
-		s, err := OpenPostgres(ctx, srv.AdminDSNFor(name), PostgresOptions{MaxConns: 8})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		stores = append(stores, s)
+		stores = append(stores, openPostgres(t, srv.AdminDSNFor(name), 8))
 	}
-	t0 := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
 	var wg sync.WaitGroup
 	var unsealed atomic.Int64
 	for i := range 24 {
 		s := stores[i%3]
 		wg.Go(func() {
 			for j := range 10 {
-				r := lapse.Request{ID: fmt.Sprintf("r%d-%d", i, j), User: "alice", Resource: "db", Role: "read", State: lapse.StatePending, CreatedAt: t0}
+				r := pendingRequest(fmt.Sprintf("r%d-%d", i, j))
 				err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
 					if err := tx.CreateRequest(ctx, &r); err != nil {
 						return err
@@ -208,7 +213,7 @@ func TestPostgresSealUnderRepeatableRead(t *testing.T) {
 							unsealed.Add(1)
 						}
 					})
-					return tx.AppendAudit(ctx, lapse.NewAuditEvent(lapse.EvRequested, "alice", "", r, nil, t0))
+					return tx.AppendAudit(ctx, lapse.NewAuditEvent(lapse.EvRequested, "alice", "", r, nil, sealT0))
 				})
 				if err != nil {
 					t.Error(err)
@@ -231,15 +236,9 @@ func TestPostgresSealUnderRepeatableRead(t *testing.T) {
 // table with a record in it: the record goes into the log first.
 func TestPostgresMigrationDownSealsPending(t *testing.T) {
 	ctx := t.Context()
-	srv := pgtest.Shared(t)
-	s, err := OpenPostgres(ctx, srv.AdminDSNFor(srv.CreateDatabase(t)), PostgresOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	t0 := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
-	r := lapse.Request{ID: "r1", User: "alice", Resource: "db", Role: "read", State: lapse.StatePending, CreatedAt: t0}
-	args, err := appendArgs([]lapse.AuditEvent{lapse.NewAuditEvent(lapse.EvRequested, "alice", "", r, nil, t0)})
+	s := openPostgres(t, newDatabase(t), 4)
+	r := pendingRequest("r1")
+	args, err := appendArgs([]lapse.AuditEvent{lapse.NewAuditEvent(lapse.EvRequested, "alice", "", r, nil, sealT0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,19 +260,13 @@ func TestPostgresMigrationDownSealsPending(t *testing.T) {
 // its Version, so writing it again is a conflict, not an overwrite.
 func TestPostgresUpdateOrAbortLosesNoUpdate(t *testing.T) {
 	ctx := t.Context()
-	srv := pgtest.Shared(t)
-	s, err := OpenPostgres(ctx, srv.AdminDSNFor(srv.CreateDatabase(t)), PostgresOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	t0 := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
-	cur := lapse.Request{ID: "r1", User: "alice", Resource: "db", Role: "read", State: lapse.StatePending, CreatedAt: t0}
+	s := openPostgres(t, newDatabase(t), 4)
+	cur := pendingRequest("r1")
 	if err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.CreateRequest(ctx, &cur) }); err != nil {
 		t.Fatal(err)
 	}
 	mine := cur
-	err = s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
+	err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
 		mine.Note = "mine"
 		if err := tx.UpdateRequestOrAbort(ctx, &mine); err != nil {
 			return err
@@ -304,17 +297,8 @@ func TestPostgresUpdateOrAbortLosesNoUpdate(t *testing.T) {
 // commits with its record, and the log is one chain.
 func TestPostgresGroupCommit(t *testing.T) {
 	ctx := t.Context()
-	srv := pgtest.Shared(t)
-	s, err := OpenPostgres(ctx, srv.AdminDSNFor(srv.CreateDatabase(t)), PostgresOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	t0 := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
-	newReq := func(id string) lapse.Request {
-		return lapse.Request{ID: id, User: "alice", Resource: "db", Role: "read", State: lapse.StatePending, CreatedAt: t0}
-	}
-	taken := newReq("taken")
+	s := openPostgres(t, newDatabase(t), 4)
+	taken := pendingRequest("taken")
 	if err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error { return tx.CreateRequest(ctx, &taken) }); err != nil {
 		t.Fatal(err)
 	}
@@ -329,12 +313,12 @@ func TestPostgresGroupCommit(t *testing.T) {
 				if dup {
 					id = "taken"
 				}
-				r := newReq(id)
+				r := pendingRequest(id)
 				err := s.Tx(ctx, func(ctx context.Context, tx lapse.Tx) error {
 					if err := tx.CreateRequest(ctx, &r); err != nil {
 						return err
 					}
-					return tx.AppendAudit(ctx, lapse.NewAuditEvent(lapse.EvRequested, "alice", "", r, nil, t0))
+					return tx.AppendAudit(ctx, lapse.NewAuditEvent(lapse.EvRequested, "alice", "", r, nil, sealT0))
 				})
 				switch {
 				case dup && errors.Is(err, lapse.ErrConflict):

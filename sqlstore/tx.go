@@ -29,8 +29,8 @@ type tx struct {
 	// pending are audit events appended and not yet written, where the
 	// dialect defers appends to the commit.
 	pending []lapse.AuditEvent
-	// committed are audit events left in audit_pending by the commit, with
-	// their pending ids and the head of the log they follow, to be sealed.
+	// unsealed are audit events left in audit_pending by the commit, with
+	// their pending ids and a head of the log read before, to be sealed.
 	unsealed   []lapse.AuditEvent
 	unsealedID []int64
 	since      int64
