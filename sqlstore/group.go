@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lapse-access/lapse"
@@ -142,74 +141,17 @@ func (g *grouper) exec(group []*writeSet) error {
 		}
 	}
 	since := g.s.sealer.head.Load()
-	// No retry on another connection: the batch holds COMMIT, and a
-	// connection lost after sending it may have committed.
 	conn, err := g.s.wdb.Conn(ctx)
 	if err != nil {
 		return &rolledBack{fmt.Errorf("begin: %w", err)}
 	}
-	defer conn.Close()
-	// refused marks what the database answered with an error: then it
-	// has rolled the whole transaction back.
-	refused := func(err error) error {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) {
-			return &rolledBack{checkedErr(err)}
-		}
-		return err
+	var queued []queuedWrite
+	for _, ws := range group {
+		queued = append(queued, ws.queued...)
 	}
-	var ids []int64
-	began, committed := false, false
-	err = conn.Raw(func(dc any) error {
-		pc, ok := pgxConn(dc)
-		if !ok {
-			return &rolledBack{errNotPgx}
-		}
-		b := &pgx.Batch{}
-		b.Queue("begin")
-		for _, ws := range group {
-			for _, w := range ws.queued {
-				b.Queue(w.query, w.args...)
-			}
-		}
-		if args != nil {
-			b.Queue(insertPendingSQL, args...)
-		}
-		b.Queue("commit")
-		br := pc.SendBatch(ctx, b)
-		err := func() error {
-			if _, err := br.Exec(); err != nil {
-				return refused(err)
-			}
-			began = true
-			for _, ws := range group {
-				for range ws.queued {
-					if _, err := br.Exec(); err != nil {
-						return refused(err)
-					}
-				}
-			}
-			if args != nil {
-				var err error
-				if ids, err = scanPendingIDs(br, len(evs)); err != nil {
-					return refused(fmt.Errorf("append audit: %w", err))
-				}
-			}
-			tag, err := br.Exec()
-			if err != nil {
-				return refused(fmt.Errorf("commit: %w", err))
-			}
-			if tag.String() != "COMMIT" {
-				return &rolledBack{errors.New("commit: the transaction was rolled back")}
-			}
-			committed = true
-			return nil
-		}()
-		if cerr := br.Close(); err == nil && !committed {
-			err = cerr
-		}
-		return err
-	})
+	c := &sharedConn{s: g.s, conn: conn, queued: queued}
+	defer c.close()
+	ids, committed, err := c.commit(ctx, args, len(evs))
 	if err == nil || committed {
 		for _, ws := range group {
 			ws.ids, ids = ids[:len(ws.evs):len(ws.evs)], ids[len(ws.evs):]
@@ -217,13 +159,11 @@ func (g *grouper) exec(group []*writeSet) error {
 		}
 		return nil
 	}
-	if began {
-		g.s.rollback(ctx, conn)
-	} else {
-		g.s.discardUnlessIdle(conn)
-	}
-	if errors.Is(err, errRolledBack) {
-		return err
+	g.s.rollback(ctx, c)
+	// What the database answered with an error, it has rolled back whole.
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) || errors.Is(err, errTxRolledBack) {
+		return &rolledBack{err}
 	}
 	return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 }

@@ -88,6 +88,9 @@ type sharedConn struct {
 	queued []queuedWrite
 	// err is why the transaction cannot go on; nothing runs after it.
 	err error
+	// commits is set while a batch holds COMMIT: one lost on the way may
+	// have committed, so it is never sent again on another connection.
+	commits bool
 }
 
 // queuedWrite is a write whose failure the database reports itself, by
@@ -197,7 +200,7 @@ func (c *sharedConn) send(ctx context.Context, add func(b *pgx.Batch), read func
 		if err == nil {
 			return nil
 		}
-		if c.begun || !sentBegin || !pgconn.SafeToRetry(err) || attempt >= beginRetries {
+		if c.begun || !sentBegin || c.commits || !pgconn.SafeToRetry(err) || attempt >= beginRetries {
 			c.err = err
 			return err
 		}
@@ -217,12 +220,26 @@ func checkedErr(err error) error {
 	}
 	switch pe.Code {
 	case "LP409":
-		return lapse.Conflictf("%s", pe.Message)
+		return &refusedError{lapse.Conflictf("%s", pe.Message), pe}
 	case "LP404":
-		return lapse.NotFoundf("%s", pe.Message)
+		return &refusedError{lapse.NotFoundf("%s", pe.Message), pe}
 	}
 	return err
 }
+
+// refusedError is the store's error for a write the database refused,
+// which still matches the database's error.
+type refusedError struct {
+	err error
+	pe  *pgconn.PgError
+}
+
+func (e *refusedError) Error() string   { return e.err.Error() }
+func (e *refusedError) Unwrap() []error { return []error{e.err, e.pe} }
+
+// errTxRolledBack is the error of a COMMIT that the database answered
+// with ROLLBACK.
+var errTxRolledBack = errors.New("commit: the transaction was rolled back")
 
 // begin begins the transaction, and sends the queued writes, unless there
 // is nothing to do.
@@ -360,30 +377,7 @@ func (t *tx) commitShared(ctx context.Context) error {
 		}
 	}
 	since := t.s.sealer.head.Load()
-	var ids []int64
-	committed := false
-	err := c.send(ctx, func(b *pgx.Batch) {
-		if args != nil {
-			b.Queue(insertPendingSQL, args...)
-		}
-		b.Queue("commit")
-	}, func(br pgx.BatchResults) error {
-		if args != nil {
-			var err error
-			if ids, err = scanPendingIDs(br, len(t.pending)); err != nil {
-				return fmt.Errorf("append audit: %w", err)
-			}
-		}
-		tag, err := br.Exec()
-		if err != nil {
-			return fmt.Errorf("commit: %w", err)
-		}
-		if tag.String() != "COMMIT" {
-			return errors.New("commit: the transaction was rolled back")
-		}
-		committed = true
-		return nil
-	})
+	ids, committed, err := c.commit(ctx, args, len(t.pending))
 	if err != nil && !committed {
 		// Once the database has said COMMIT, losing the connection after
 		// is not the transaction's failure.
@@ -394,6 +388,37 @@ func (t *tx) commitShared(ctx context.Context) error {
 		t.pending = nil
 	}
 	return nil
+}
+
+// commit sends the queued writes, the insert of n audit records into
+// audit_pending (args, nil for none) and COMMIT in one round trip, with
+// BEGIN if the transaction has not begun, and returns the records'
+// pending ids and whether the database said COMMIT.
+func (c *sharedConn) commit(ctx context.Context, args []any, n int) (ids []int64, committed bool, err error) {
+	c.commits = true
+	err = c.send(ctx, func(b *pgx.Batch) {
+		if args != nil {
+			b.Queue(insertPendingSQL, args...)
+		}
+		b.Queue("commit")
+	}, func(br pgx.BatchResults) error {
+		if args != nil {
+			var err error
+			if ids, err = scanPendingIDs(br, n); err != nil {
+				return fmt.Errorf("append audit: %w", err)
+			}
+		}
+		tag, err := br.Exec()
+		if err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		if tag.String() != "COMMIT" {
+			return errTxRolledBack
+		}
+		committed = true
+		return nil
+	})
+	return ids, committed, err
 }
 
 // flushShared writes the deferred audit records into the log without
