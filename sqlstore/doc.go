@@ -43,9 +43,10 @@
 // inserts them and stores the extended tree. One seal serves every
 // transaction committed before it began, from every server, and the log
 // stays one chain and one Merkle tree without gaps or forks; Tx returns
-// once its records are sealed. A trigger announces a new due time on
-// [DueChannel] when it is earlier than the time every server will look
-// again by (see [Store.NextDue]),
-// which [Listener] follows, and [Keys] keeps keys that servers share,
-// sealed.
+// once its records are sealed. A transaction that only wrote (nothing
+// was sent before its commit) is committed together with the others
+// committing at that moment, in one database transaction. A trigger
+// announces a new due time on [DueChannel] when it is earlier than the
+// time every server will look again by (see [Store.NextDue]), which
+// [Listener] follows, and [Keys] keeps keys that servers share, sealed.
 package sqlstore
